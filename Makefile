@@ -1,0 +1,49 @@
+# pmjobs — two commands: `make run` starts the stack, `make test` runs the tests.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: run test test-sqlite lint format install graphviz clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "pmjobs needs Python >= 3.11")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+# Graphviz `dot` draws the process maps.
+graphviz:
+	@command -v dot >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq graphviz >/dev/null; \
+	  else \
+	    echo "Graphviz 'dot' not found: install it (Debian/Ubuntu: sudo apt-get install graphviz)"; exit 1; \
+	  fi; }
+
+## Start Prefect (embedded database in $PMJOBS_HOME), the execution nodes and the API.
+run: install graphviz
+	$(VENV)/bin/pmjobs up
+
+## The whole test suite (starts its own stack; PostgreSQL when PMJOBS_TEST_DATABASE_URL is set).
+test: install graphviz
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+## The embedded-database concurrency check, on SQLite even when CI sets PostgreSQL.
+test-sqlite: install graphviz
+	PMJOBS_TEST_DATABASE_URL= $(VENV)/bin/pytest tests/api/test_concurrency.py $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf .pmjobs .pytest_cache

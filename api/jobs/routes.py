@@ -1,0 +1,306 @@
+"""Endpoints of the documented Execution API that act on jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import ValidationError
+
+from api.deps import GatewayDep, ProjectId, ProjectScope, SettingsDep, TenantId
+from api.jobs import results as results_service
+from api.jobs.schemas import (
+    CancelRequest,
+    Job,
+    JobPage,
+    JobsSummary,
+    PriorityChange,
+    RetryRequest,
+    SubmitJobRequest,
+    SubmittedJob,
+)
+from api.jobs.service import JobService, scoped_job
+from api.jobs.status import JobStatus, JobType, Priority
+from api.jobs.views import job_view, summary_item
+from api.prefect_gateway import JobQuery
+from api.problems import Problem, Unprocessable
+
+router = APIRouter(prefix="/api/{tenant_id}/{project_id}/execution", tags=["jobs"])
+
+JobId = Annotated[uuid.UUID, "jobId"]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=200,
+        description="Repeat a submit safely: the same key returns the same job.",
+    ),
+]
+
+
+def _service(request: Request) -> JobService:
+    return request.app.state.jobs
+
+
+ServiceDep = Annotated[JobService, Depends(_service)]
+
+
+async def _one(gateway: GatewayDep, record_id: uuid.UUID) -> dict:
+    return (await gateway.progress([record_id])).get(record_id)
+
+
+@router.get("/jobs", response_model=JobPage, summary="List jobs")
+async def list_jobs(
+    tenant_id: TenantId,
+    project_id: ProjectId,
+    principal: ProjectScope,
+    gateway: GatewayDep,
+    settings: SettingsDep,
+    status: Annotated[JobStatus | None, Query()] = None,
+    job_type: Annotated[JobType | None, Query(alias="jobType")] = None,
+    priority: Annotated[Priority | None, Query()] = None,
+    submitted_by: Annotated[str | None, Query(alias="submittedBy", max_length=200)] = None,
+    date_from: Annotated[datetime | None, Query(alias="dateFrom")] = None,
+    date_to: Annotated[datetime | None, Query(alias="dateTo")] = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=100)] = 20,
+) -> JobPage:
+    if date_from and date_to and date_from > date_to:
+        raise Unprocessable("dateFrom must not be after dateTo.", field="dateFrom")
+    base = JobQuery(
+        tenant=tenant_id,
+        project=project_id,
+        job_types=[job_type.value] if job_type else [],
+        priorities=[priority] if priority else [],
+        submitted_by=submitted_by,
+        date_from=date_from,
+        date_to=date_to,
+    )
+    filtered = JobQuery(**{**base.__dict__, "statuses": [status] if status else []})
+    counts = [
+        gateway.count(JobQuery(**{**base.__dict__, "statuses": [s]}))
+        for s in (
+            JobStatus.RUNNING,
+            JobStatus.QUEUED,
+            JobStatus.COMPLETED,
+            JobStatus.FAILED,
+            JobStatus.CANCELLED,
+        )
+    ]
+    records, total, *by_status = await asyncio.gather(
+        gateway.jobs(filtered, limit=page_size + 1, offset=(page - 1) * page_size),
+        gateway.count(base),
+        *counts,
+    )
+    has_next = len(records) > page_size
+    records = records[:page_size]
+    progress = await gateway.progress([r.id for r in records])
+    total_filtered = (
+        by_status[
+            [
+                JobStatus.RUNNING,
+                JobStatus.QUEUED,
+                JobStatus.COMPLETED,
+                JobStatus.FAILED,
+                JobStatus.CANCELLED,
+            ].index(status)
+        ]
+        if status
+        else total
+    )
+    return JobPage(
+        jobs=[summary_item(r, progress.get(r.id), settings.locale) for r in records],
+        summary=JobsSummary(
+            total_jobs=total,
+            running_jobs=by_status[0],
+            queued_jobs=by_status[1],
+            completed_jobs=by_status[2],
+            failed_jobs=by_status[3],
+            cancelled_jobs=by_status[4],
+        ),
+        page=page,
+        page_size=page_size,
+        total_count=total_filtered,
+        has_next_page=has_next,
+    )
+
+
+@router.post(
+    "/job",
+    response_model=SubmittedJob,
+    status_code=201,
+    summary="Submit a job",
+    responses={200: {"description": "Idempotent replay: the job created earlier with this key."}},
+)
+async def submit_job(
+    tenant_id: TenantId,
+    project_id: ProjectId,
+    principal: ProjectScope,
+    body: SubmitJobRequest,
+    service: ServiceDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> SubmittedJob:
+    record = await service.submit(principal, tenant_id, project_id, body, idempotency_key)
+    view = await service.submitted_view(record)
+    if (
+        idempotency_key
+        and record.created
+        and (datetime.now(record.created.tzinfo) - record.created).total_seconds() > 2
+    ):
+        response.status_code = 200
+    return view
+
+
+@router.get("/job/{job_id}", response_model=Job, summary="Get job status")
+async def get_job(
+    tenant_id: TenantId,
+    project_id: ProjectId,
+    job_id: uuid.UUID,
+    principal: ProjectScope,
+    gateway: GatewayDep,
+    service: ServiceDep,
+    settings: SettingsDep,
+) -> Job:
+    record = await scoped_job(gateway, principal, tenant_id, project_id, job_id)
+    progress = await gateway.progress([record.id])
+    view = job_view(record, progress.get(record.id), settings.locale)
+    if view.status is JobStatus.QUEUED:
+        view.queue_position = await gateway.queued_ahead(record) + 1
+    return view
+
+
+async def _cancel_body(request: Request) -> CancelRequest:
+    """DELETE with an optional JSON body (FastAPI does not parse bodies of DELETE by default)."""
+    raw = await request.body()
+    if not raw.strip():
+        return CancelRequest()
+    try:
+        return CancelRequest.model_validate(json.loads(raw))
+    except (ValueError, ValidationError) as exc:
+        raise Unprocessable(f"Invalid cancel body: {exc}".splitlines()[0]) from exc
+
+
+@router.delete(
+    "/job/{job_id}",
+    response_model=Job,
+    summary="Cancel a job",
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/json": {"schema": CancelRequest.model_json_schema(by_alias=True)}
+            },
+        }
+    },
+    responses={404: {"description": "Job not found"}, 409: {"description": "Job already finished"}},
+)
+async def cancel_job(
+    tenant_id: TenantId,
+    project_id: ProjectId,
+    job_id: uuid.UUID,
+    principal: ProjectScope,
+    gateway: GatewayDep,
+    service: ServiceDep,
+    settings: SettingsDep,
+    body: Annotated[CancelRequest, Depends(_cancel_body)],
+) -> Job:
+    record = await scoped_job(gateway, principal, tenant_id, project_id, job_id)
+    record = await service.cancel(record, body)
+    progress = await gateway.progress([record.id])
+    return job_view(record, progress.get(record.id), settings.locale)
+
+
+@router.patch("/job/{job_id}", response_model=Job, summary="Change the priority of a queued job")
+async def change_priority(
+    tenant_id: TenantId,
+    project_id: ProjectId,
+    job_id: uuid.UUID,
+    body: PriorityChange,
+    principal: ProjectScope,
+    gateway: GatewayDep,
+    service: ServiceDep,
+    settings: SettingsDep,
+) -> Job:
+    record = await scoped_job(gateway, principal, tenant_id, project_id, job_id)
+    record = await service.change_priority(record, body.priority)
+    view = job_view(record, None, settings.locale)
+    view.queue_position = await gateway.queued_ahead(record) + 1
+    return view
+
+
+@router.post("/job/{job_id}/retry", response_model=Job, summary="Retry a failed job")
+async def retry_job(
+    tenant_id: TenantId,
+    project_id: ProjectId,
+    job_id: uuid.UUID,
+    principal: ProjectScope,
+    gateway: GatewayDep,
+    service: ServiceDep,
+    settings: SettingsDep,
+    body: RetryRequest | None = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Job:
+    record = await scoped_job(gateway, principal, tenant_id, project_id, job_id)
+    new = await service.retry(principal, record, body or RetryRequest(), idempotency_key)
+    view = job_view(new, None, settings.locale)
+    if view.status is JobStatus.QUEUED:
+        view.queue_position = await gateway.queued_ahead(new) + 1
+    return view
+
+
+@router.get("/job/{job_id}/results", summary="Get job results")
+async def get_results(
+    tenant_id: TenantId,
+    project_id: ProjectId,
+    job_id: uuid.UUID,
+    principal: ProjectScope,
+    gateway: GatewayDep,
+    settings: SettingsDep,
+    format: Annotated[Literal["summary", "detailed", "download"], Query()] = "summary",
+    include_artifacts: Annotated[bool, Query(alias="includeArtifacts")] = True,
+    output_type: Annotated[str | None, Query(alias="outputType", max_length=40)] = None,
+) -> Response:
+    record = await scoped_job(gateway, principal, tenant_id, project_id, job_id)
+    category = results_service.output_category(output_type)
+    manifest = results_service.available_manifest(record)
+    base = f"{settings.api_base_url}/api/{tenant_id}/{project_id}/execution/job/{job_id}/artifacts"
+    if format == "download":
+        path = await results_service.bundle(record, manifest, category)
+        return FileResponse(
+            path, media_type="application/zip", filename=f"job-{job_id}-results.zip"
+        )
+    body = results_service.results_view(
+        record,
+        manifest,
+        detailed=format == "detailed",
+        include_artifacts=include_artifacts,
+        category=category,
+        download_base=base,
+        locale=settings.locale,
+    )
+    return JSONResponse(body)
+
+
+@router.get("/job/{job_id}/artifacts/{name}", summary="Download one output of a job")
+async def download_artifact(
+    tenant_id: TenantId,
+    project_id: ProjectId,
+    job_id: uuid.UUID,
+    name: str,
+    principal: ProjectScope,
+    gateway: GatewayDep,
+) -> FileResponse:
+    record = await scoped_job(gateway, principal, tenant_id, project_id, job_id)
+    path, entry = results_service.artifact_file(record, name)
+    return FileResponse(
+        path, media_type=entry.get("mediaType") or "application/octet-stream", filename=name
+    )
+
+
+__all__ = ["router", "Problem"]

@@ -1,0 +1,245 @@
+"""The documented job JSON (CONTRACT.md), requests and responses.
+
+Every documented field is always present in a response, ``null`` where not known yet. Human
+values keep the documented form and get a machine-readable sibling (seconds, bytes, ratio).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from api.jobs.status import JobStatus, JobType, Priority
+from api.schemas import ApiModel, RequestModel
+
+# -- requests ---------------------------------------------------------------------------------
+
+
+class TimeWindow(RequestModel):
+    start_date: date | datetime | None = None
+    end_date: date | datetime | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TimeWindow:
+        if self.start_date and self.end_date and str(self.start_date) > str(self.end_date):
+            raise ValueError("timeWindow.startDate must not be after timeWindow.endDate")
+        return self
+
+
+class QualityChecks(RequestModel):
+    validate_timestamps: bool = True
+    check_duplicates: bool = True
+    validate_activities: bool = True
+
+
+PerformanceMetric = Literal["cycle_time", "waiting_time", "resource_utilization"]
+
+
+class JobParameters(RequestModel):
+    dataset_id: uuid.UUID | None = None
+    analysis_type: Literal["quick", "standard", "comprehensive"] = "standard"
+    time_window: TimeWindow | None = None
+    include_anomaly_detection: bool = False
+    include_process_variants: bool = True
+    generate_insights: bool = False
+    output_format: Literal["summary", "detailed_report", "json"] = "detailed_report"
+    performance_metrics: list[PerformanceMetric] = Field(default_factory=list, max_length=3)
+    quality_checks: QualityChecks | None = None
+    noise_threshold: float = Field(
+        default=0.2, ge=0.0, le=1.0, description="Inductive miner noise threshold (ProcessMining)."
+    )
+    delay_seconds: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=3600.0,
+        description="Hold the job in a 'Waiting' stage first (demos, queueing and cancel tests).",
+    )
+
+
+class ResourceRef(RequestModel):
+    resource_type: Literal["Pipeline"] = "Pipeline"
+    resource_id: uuid.UUID | None = None
+    resource_name: str | None = Field(default=None, max_length=200)
+
+
+class Scheduling(RequestModel):
+    execute_immediately: bool = True
+    scheduled_time: datetime | None = None
+    timeout_minutes: float | None = Field(
+        default=None, gt=0, le=7 * 24 * 60, description="Minutes; fractions allowed (0.5 = 30 s)."
+    )
+
+    @field_validator("scheduled_time")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("scheduledTime needs a time zone, e.g. 2024-01-20T10:45:00Z")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Scheduling:
+        if not self.execute_immediately and self.scheduled_time is None:
+            raise ValueError("executeImmediately=false needs a scheduledTime")
+        return self
+
+
+Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=254)]
+
+
+class Notifications(RequestModel):
+    on_completion: bool = False
+    on_failure: bool = False
+    email_recipients: list[Email] = Field(default_factory=list, max_length=50)
+    webhook_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://")
+
+
+class SubmitJobRequest(RequestModel):
+    job_name: str = Field(min_length=1, max_length=200)
+    job_description: str | None = Field(default=None, max_length=4000)
+    job_type: JobType
+    priority: Priority = Priority.NORMAL
+    resource: ResourceRef | None = None
+    parameters: JobParameters = Field(default_factory=JobParameters)
+    scheduling: Scheduling = Field(default_factory=Scheduling)
+    notifications: Notifications = Field(default_factory=Notifications)
+
+
+class CancelRequest(RequestModel):
+    reason: str | None = Field(default=None, max_length=1000)
+    force_termination: bool = False
+    preserve_partial_results: bool = False
+
+
+class RetryRequest(RequestModel):
+    retry_reason: str | None = Field(default=None, max_length=1000)
+    modify_parameters: bool = False
+    updated_parameters: dict[str, Any] = Field(default_factory=dict)
+    priority: Priority | None = None
+    immediate_execution: bool = True
+
+
+class PriorityChange(RequestModel):
+    priority: Priority
+
+
+# -- responses --------------------------------------------------------------------------------
+
+
+class Progress(ApiModel):
+    percentage: float = 0
+    current_stage: str | None = None
+    estimated_completion: datetime | None = None
+    elapsed_time: str | None = None
+    elapsed_seconds: float | None = None
+
+
+class Resource(ApiModel):
+    resource_type: str = "Pipeline"
+    resource_id: uuid.UUID | None = None
+    resource_name: str | None = None
+
+
+class Execution(ApiModel):
+    start_time: datetime | None = None
+    submitted_by: str | None = None
+    execution_node: str | None = None
+    memory_usage: str | None = None
+    memory_usage_bytes: int | None = None
+    cpu_usage: str | None = None
+    cpu_usage_ratio: float | None = None
+    disk_usage: str | None = None
+    disk_usage_bytes: int | None = None
+
+
+class Metrics(ApiModel):
+    records_processed: int | None = None
+    total_records: int | None = None
+    error_count: int = 0
+    warning_count: int = 0
+    average_processing_rate: str | None = None
+    average_processing_rate_per_second: float | None = None
+
+
+class Job(ApiModel):
+    job_id: uuid.UUID
+    tenant_id: str
+    project_id: str
+    job_type: str
+    job_name: str
+    job_description: str | None = None
+    status: JobStatus
+    state: str = Field(description="The raw Prefect state name (e.g. Late, Pending, TimedOut).")
+    priority: Priority
+    progress: Progress
+    resource: Resource
+    execution: Execution
+    metrics: Metrics
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    scheduling: dict[str, Any] = Field(default_factory=dict)
+    notifications: dict[str, Any] = Field(default_factory=dict)
+    queue_position: int | None = None
+    end_time: datetime | None = None
+    duration: str | None = None
+    duration_seconds: float | None = None
+    error: str | None = None
+    cancellation: dict[str, Any] | None = None
+    retry_of: uuid.UUID | None = None
+    retried_by: uuid.UUID | None = None
+    date_created: datetime | None = None
+    last_updated: datetime | None = None
+
+
+class JobSummaryItem(ApiModel):
+    job_id: uuid.UUID
+    job_type: str
+    job_name: str
+    status: JobStatus
+    state: str
+    priority: Priority
+    progress: float = 0
+    start_time: datetime | None = None
+    estimated_completion: datetime | None = None
+    end_time: datetime | None = None
+    duration: str | None = None
+    duration_seconds: float | None = None
+    submitted_by: str | None = None
+    resource_name: str | None = None
+    date_created: datetime | None = None
+
+
+class JobsSummary(ApiModel):
+    total_jobs: int
+    running_jobs: int
+    queued_jobs: int
+    completed_jobs: int
+    failed_jobs: int
+    cancelled_jobs: int
+
+
+class JobPage(ApiModel):
+    jobs: list[JobSummaryItem]
+    summary: JobsSummary
+    page: int
+    page_size: int
+    total_count: int
+    has_next_page: bool
+
+
+class SubmittedJob(ApiModel):
+    job_id: uuid.UUID
+    status: JobStatus
+    state: str
+    queue_position: int | None
+    estimated_start_time: datetime | None
+    estimated_duration: str | None
+    estimated_duration_seconds: float | None
+    job_name: str
+    job_type: str
+    priority: Priority
+    date_submitted: datetime | None
+    submitted_by: str | None
+    resource: Resource
+    scheduled_time: datetime | None = None

@@ -1,0 +1,194 @@
+"""Fixtures that start the real stack: ``pmjobs up`` (Prefect server, a worker node, the API).
+
+One stack serves the whole session. Its node has capacity 1, so run order is observable.
+With ``PMJOBS_TEST_DATABASE_URL`` set (CI does), Prefect runs on a fresh PostgreSQL database
+created for this session; otherwise on its embedded SQLite database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+TERMINAL = {"Completed", "Failed", "Cancelled"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _fresh_postgres_database(url: str) -> str:
+    """Create an empty database next to the one ``url`` names; return its URL."""
+    import asyncpg
+
+    name = f"pmjobs_test_{uuid.uuid4().hex[:10]}"
+    base, _, _ = url.rpartition("/")
+    plain = url.replace("postgresql+asyncpg://", "postgresql://")
+
+    async def create() -> None:
+        conn = await asyncpg.connect(plain)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return f"{base}/{name}"
+
+
+@dataclass
+class Stack:
+    url: str
+    home: Path
+    env: dict[str, str]
+    log: Path
+
+    def token(self, tenant: str, user: str, projects: list[str] | None = None) -> str:
+        cmd = [sys.executable, "-m", "executors.cli", "token", "create", "--tenant", tenant, "--user", user]
+        for p in projects or []:
+            cmd += ["--project", p]
+        out = subprocess.run(cmd, env=self.env, cwd=ROOT, capture_output=True, text=True, check=True)
+        return out.stdout.strip().splitlines()[-1]
+
+    def logs(self) -> str:
+        parts = [self.log.read_text(errors="replace")[-4000:]]
+        for f in sorted((self.home / "logs").glob("*.log")):
+            parts.append(f"--- {f.name}\n" + f.read_text(errors="replace")[-4000:])
+        return "\n".join(parts)
+
+
+class Api:
+    """An authenticated client bound to one tenant and project."""
+
+    def __init__(self, stack: Stack, tenant: str, project: str, token: str) -> None:
+        self.stack = stack
+        self.tenant = tenant
+        self.project = project
+        self.token = token
+        self.base = f"{stack.url}/api/{tenant}/{project}"
+        self.http = httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+    def get(self, path: str, **kw: Any) -> httpx.Response:
+        return self.http.get(self._url(path), **kw)
+
+    def post(self, path: str, **kw: Any) -> httpx.Response:
+        return self.http.post(self._url(path), **kw)
+
+    def patch(self, path: str, **kw: Any) -> httpx.Response:
+        return self.http.patch(self._url(path), **kw)
+
+    def delete(self, path: str, **kw: Any) -> httpx.Response:
+        return self.http.request("DELETE", self._url(path), **kw)
+
+    def _url(self, path: str) -> str:
+        return path if path.startswith("http") else f"{self.base}{path}"
+
+    # conveniences
+    def upload(self, filename: str, **form: str) -> dict[str, Any]:
+        with (DATA / filename).open("rb") as fh:
+            r = self.post("/datasets", files={"file": (filename, fh)}, data=form)
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def submit(self, body: dict[str, Any], **kw: Any) -> dict[str, Any]:
+        r = self.post("/execution/job", json=body, **kw)
+        assert r.status_code in (200, 201), r.text
+        return r.json()
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        r = self.get(f"/execution/job/{job_id}")
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def wait(self, job_id: str, statuses: set[str] = TERMINAL, timeout: float = 180) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if job["status"] in statuses:
+                return job
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id} still {job['status']}/{job['state']} after {timeout}s")
+            time.sleep(0.25)
+
+    def pipeline_id(self, job_type: str, name: str = "default") -> str:
+        pipelines = self.get("/pipelines").json()["pipelines"]
+        return next(p["resourceId"] for p in pipelines if p["jobType"] == job_type and p["name"] == name)
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    home = tmp_path_factory.mktemp("pmjobs-home")
+    api_port, prefect_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "PMJOBS_HOME": str(home),
+        "PMJOBS_API_PORT": str(api_port),
+        "PMJOBS_PREFECT_PORT": str(prefect_port),
+        "PMJOBS_NODES": "1",
+        "PMJOBS_NODE_CAPACITY": "1",
+        "PMJOBS_CANCEL_GRACE_SECONDS": "5",
+        "PYTHONPATH": str(ROOT),
+    }
+    env.pop("PREFECT_API_URL", None)
+    if db := os.environ.get("PMJOBS_TEST_DATABASE_URL"):
+        env["PMJOBS_DATABASE_URL"] = _fresh_postgres_database(db)
+    log = home / "supervisor.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "executors.cli", "up"], cwd=ROOT, env=env, stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{api_port}"
+    s = Stack(url=url, home=home, env=env, log=log)
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"pmjobs up did not become healthy:\n{s.logs()}")
+        time.sleep(0.5)
+    try:
+        yield s
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def tenant_api(stack: Stack) -> Api:
+    tenant, project = str(uuid.uuid4()), str(uuid.uuid4())
+    return Api(stack, tenant, project, stack.token(tenant, "alice", [project]))
+
+
+@pytest.fixture(scope="session")
+def road_dataset(tenant_api: Api) -> dict[str, Any]:
+    return tenant_api.upload("roadtraffic100traces.xes")
+
+
+def new_tenant(stack: Stack, user: str = "bob") -> Api:
+    tenant, project = str(uuid.uuid4()), str(uuid.uuid4())
+    return Api(stack, tenant, project, stack.token(tenant, user, [project]))
