@@ -6,15 +6,16 @@ and applied with Prefect's own ``prefect deploy --all``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 from prefect import get_client
-from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from api.jobs.status import Priority
 
@@ -31,24 +32,20 @@ async def _ensure_work_pool(pool: str) -> None:
         try:
             await client.read_work_pool(pool)
         except ObjectNotFound:
-            try:
+            with contextlib.suppress(ObjectAlreadyExists):
                 await client.create_work_pool(
                     WorkPoolCreate(name=pool, type="process", description="pmjobs execution nodes")
                 )
-            except ObjectAlreadyExists:
-                pass
         existing = {q.name: q for q in await client.read_work_queues(work_pool_name=pool)}
         for priority in Priority:
             if priority.queue not in existing:
-                try:
+                with contextlib.suppress(ObjectAlreadyExists):
                     await client.create_work_queue(
                         name=priority.queue,
                         work_pool_name=pool,
                         priority=priority.rank,
                         description=f"{priority.value} priority jobs",
                     )
-                except ObjectAlreadyExists:
-                    pass
         # Prefect renumbers priorities on insert; set them explicitly, lowest last.
         queues = {q.name: q for q in await client.read_work_queues(work_pool_name=pool)}
         ranked = [queues[p.queue] for p in Priority]

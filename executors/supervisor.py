@@ -8,9 +8,11 @@ dies; on Ctrl-C or SIGTERM stops them all, job processes included.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -62,16 +64,12 @@ class Child:
         except psutil.Error:
             family = []
         for p in family:
-            try:
+            with contextlib.suppress(psutil.Error):
                 p.terminate()
-            except psutil.Error:
-                pass
         _, alive = psutil.wait_procs(family, timeout=timeout)
         for p in alive:
-            try:
+            with contextlib.suppress(psutil.Error):
                 p.kill()
-            except psutil.Error:
-                pass
         self.proc = None
 
 
@@ -108,6 +106,17 @@ def _wait_http(url: str, timeout: float, what: str, child: Child | None = None) 
             pass
         time.sleep(0.3)
     raise RuntimeError(f"{what} did not become ready within {timeout:.0f} s ({url})")
+
+
+def _check_port_free(host: str, port: int, variable: str) -> None:
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            raise SystemExit(
+                f"port {port} on {host} is already in use (another pmjobs?); "
+                f"stop it or choose another with {variable}=..."
+            ) from None
 
 
 def dev_credentials(home: Path) -> dict[str, str]:
@@ -168,7 +177,9 @@ class Supervisor:
         s = self.settings
         self.home.mkdir(parents=True, exist_ok=True)
         py = sys.executable
+        _check_port_free(s.api_host, s.api_port, "PMJOBS_API_PORT")
         if not s.prefect_api_url:
+            _check_port_free(s.prefect_host, s.prefect_port, "PMJOBS_PREFECT_PORT")
             server = self._child(
                 "prefect-server",
                 [

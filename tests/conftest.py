@@ -34,23 +34,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _fresh_postgres_database(url: str) -> str:
-    """Create an empty database next to the one ``url`` names; return its URL."""
+def _postgres(url: str, statement: str) -> None:
     import asyncpg
 
-    name = f"pmjobs_test_{uuid.uuid4().hex[:10]}"
-    base, _, _ = url.rpartition("/")
-    plain = url.replace("postgresql+asyncpg://", "postgresql://")
-
-    async def create() -> None:
-        conn = await asyncpg.connect(plain)
+    async def run() -> None:
+        conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
         try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
+            await conn.execute(statement)
         finally:
             await conn.close()
 
-    asyncio.run(create())
-    return f"{base}/{name}"
+    asyncio.run(run())
+
+
+def _fresh_postgres_database(url: str) -> tuple[str, str]:
+    """Create an empty database next to the one ``url`` names; return its name and URL."""
+    name = f"pmjobs_test_{uuid.uuid4().hex[:10]}"
+    _postgres(url, f'CREATE DATABASE "{name}"')
+    return name, f"{url.rpartition('/')[0]}/{name}"
 
 
 @dataclass
@@ -147,8 +148,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "PYTHONPATH": str(ROOT),
     }
     env.pop("PREFECT_API_URL", None)
-    if db := os.environ.get("PMJOBS_TEST_DATABASE_URL"):
-        env["PMJOBS_DATABASE_URL"] = _fresh_postgres_database(db)
+    admin_url = os.environ.get("PMJOBS_TEST_DATABASE_URL")
+    database = None
+    if admin_url:
+        database, env["PMJOBS_DATABASE_URL"] = _fresh_postgres_database(admin_url)
     log = home / "supervisor.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -176,6 +179,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
+        if admin_url and database:
+            _postgres(admin_url, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

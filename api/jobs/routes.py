@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import ValidationError
+from starlette.background import BackgroundTask
 
 from api.deps import GatewayDep, ProjectId, ProjectScope, SettingsDep, TenantId
 from api.jobs import results as results_service
@@ -48,10 +49,6 @@ def _service(request: Request) -> JobService:
 
 
 ServiceDep = Annotated[JobService, Depends(_service)]
-
-
-async def _one(gateway: GatewayDep, record_id: uuid.UUID) -> dict:
-    return (await gateway.progress([record_id])).get(record_id)
 
 
 @router.get("/jobs", response_model=JobPage, summary="List jobs")
@@ -146,14 +143,11 @@ async def submit_job(
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> SubmittedJob:
+    received = datetime.now(UTC)
     record = await service.submit(principal, tenant_id, project_id, body, idempotency_key)
     view = await service.submitted_view(record)
-    if (
-        idempotency_key
-        and record.created
-        and (datetime.now(record.created.tzinfo) - record.created).total_seconds() > 2
-    ):
-        response.status_code = 200
+    if idempotency_key and record.created and record.created < received - timedelta(seconds=1):
+        response.status_code = 200  # a replay: Prefect returned the run made for this key
     return view
 
 
@@ -273,7 +267,10 @@ async def get_results(
     if format == "download":
         path = await results_service.bundle(record, manifest, category)
         return FileResponse(
-            path, media_type="application/zip", filename=f"job-{job_id}-results.zip"
+            path,
+            media_type="application/zip",
+            filename=f"job-{job_id}-results.zip",
+            background=BackgroundTask(path.unlink, missing_ok=True),
         )
     body = results_service.results_view(
         record,

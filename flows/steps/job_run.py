@@ -88,6 +88,7 @@ class JobRun:
         self._stop_seen_at: float | None = None
         self._timed_out = threading.Event()
         self._done = threading.Event()
+        self.in_body = False
         self._lock = threading.Lock()
         self._dirty = True
         self._artifact_id: uuid.UUID | None = None
@@ -256,10 +257,13 @@ class JobRun:
         if self.deadline is None or time.monotonic() < self.deadline or self._timed_out.is_set():
             return
         self._timed_out.set()
-        # Interrupt the job's thread now, not at the next boundary: a timeout is a hard limit.
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(
-            ctypes.c_ulong(self._main_ident), ctypes.py_object(JobTimedOut)
-        )
+        with self._lock:
+            if self.in_body:
+                # Interrupt the job's thread now, not at the next boundary: a timeout is a
+                # hard limit. Only while the job's own code runs, never inside the wrap-up.
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(self._main_ident), ctypes.py_object(JobTimedOut)
+                )
 
     # -- outputs -------------------------------------------------------------------------------
     def write_output(self, output: Output, data: bytes) -> None:
@@ -323,7 +327,12 @@ def run_job(
     """Run ``body`` with progress, cancel and timeout handling; return the run's final state."""
     with JobRun(parameters, job, stages) as run:
         try:
-            body(run)
+            run.in_body = True
+            try:
+                body(run)
+            finally:
+                with run._lock:
+                    run.in_body = False
             with run._lock:
                 run.report.stage, run.report.percentage = "Completed", 100.0
                 run._dirty = True
