@@ -110,6 +110,7 @@ def _wait_http(url: str, timeout: float, what: str, child: Child | None = None) 
 
 def _check_port_free(host: str, port: int, variable: str) -> None:
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
         try:
             sock.bind((host, port))
         except OSError:

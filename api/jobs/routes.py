@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
@@ -28,12 +29,11 @@ from api.jobs.schemas import (
 from api.jobs.service import JobService, scoped_job
 from api.jobs.status import JobStatus, JobType, Priority
 from api.jobs.views import job_view, summary_item
-from api.prefect_gateway import JobQuery
-from api.problems import Problem, Unprocessable
+from api.prefect_gateway import JobQuery, JobRecord, PrefectGateway
+from api.problems import Unprocessable
 
 router = APIRouter(prefix="/api/{tenant_id}/{project_id}/execution", tags=["jobs"])
 
-JobId = Annotated[uuid.UUID, "jobId"]
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -78,51 +78,34 @@ async def list_jobs(
         date_from=date_from,
         date_to=date_to,
     )
-    filtered = JobQuery(**{**base.__dict__, "statuses": [status] if status else []})
-    counts = [
-        gateway.count(JobQuery(**{**base.__dict__, "statuses": [s]}))
-        for s in (
-            JobStatus.RUNNING,
-            JobStatus.QUEUED,
-            JobStatus.COMPLETED,
-            JobStatus.FAILED,
-            JobStatus.CANCELLED,
-        )
-    ]
+    # The summary counts every status under the other filters; the page honours `status` too.
+    counted = list(JobStatus)
     records, total, *by_status = await asyncio.gather(
-        gateway.jobs(filtered, limit=page_size + 1, offset=(page - 1) * page_size),
+        gateway.jobs(
+            replace(base, statuses=[status] if status else []),
+            limit=page_size + 1,
+            offset=(page - 1) * page_size,
+        ),
         gateway.count(base),
-        *counts,
+        *(gateway.count(replace(base, statuses=[s])) for s in counted),
     )
+    counts = dict(zip(counted, by_status, strict=True))
     has_next = len(records) > page_size
     records = records[:page_size]
     progress = await gateway.progress([r.id for r in records])
-    total_filtered = (
-        by_status[
-            [
-                JobStatus.RUNNING,
-                JobStatus.QUEUED,
-                JobStatus.COMPLETED,
-                JobStatus.FAILED,
-                JobStatus.CANCELLED,
-            ].index(status)
-        ]
-        if status
-        else total
-    )
     return JobPage(
         jobs=[summary_item(r, progress.get(r.id), settings.locale) for r in records],
         summary=JobsSummary(
             total_jobs=total,
-            running_jobs=by_status[0],
-            queued_jobs=by_status[1],
-            completed_jobs=by_status[2],
-            failed_jobs=by_status[3],
-            cancelled_jobs=by_status[4],
+            running_jobs=counts[JobStatus.RUNNING],
+            queued_jobs=counts[JobStatus.QUEUED],
+            completed_jobs=counts[JobStatus.COMPLETED],
+            failed_jobs=counts[JobStatus.FAILED],
+            cancelled_jobs=counts[JobStatus.CANCELLED],
         ),
         page=page,
         page_size=page_size,
-        total_count=total_filtered,
+        total_count=counts[status] if status else total,
         has_next_page=has_next,
     )
 
@@ -151,22 +134,31 @@ async def submit_job(
     return view
 
 
-@router.get("/job/{job_id}", response_model=Job, summary="Get job status")
-async def get_job(
+async def _scoped(
     tenant_id: TenantId,
     project_id: ProjectId,
     job_id: uuid.UUID,
     principal: ProjectScope,
     gateway: GatewayDep,
-    service: ServiceDep,
-    settings: SettingsDep,
-) -> Job:
-    record = await scoped_job(gateway, principal, tenant_id, project_id, job_id)
+) -> JobRecord:
+    return await scoped_job(gateway, principal, tenant_id, project_id, job_id)
+
+
+ScopedJob = Annotated[JobRecord, Depends(_scoped)]
+
+
+async def _present(gateway: PrefectGateway, record: JobRecord, locale: str) -> Job:
+    """The job JSON: the run, its latest progress report and, while queued, its position."""
     progress = await gateway.progress([record.id])
-    view = job_view(record, progress.get(record.id), settings.locale)
+    view = job_view(record, progress.get(record.id), locale)
     if view.status is JobStatus.QUEUED:
         view.queue_position = await gateway.queued_ahead(record) + 1
     return view
+
+
+@router.get("/job/{job_id}", response_model=Job, summary="Get job status")
+async def get_job(record: ScopedJob, gateway: GatewayDep, settings: SettingsDep) -> Job:
+    return await _present(gateway, record, settings.locale)
 
 
 async def _cancel_body(request: Request) -> CancelRequest:
@@ -195,44 +187,30 @@ async def _cancel_body(request: Request) -> CancelRequest:
     responses={404: {"description": "Job not found"}, 409: {"description": "Job already finished"}},
 )
 async def cancel_job(
-    tenant_id: TenantId,
-    project_id: ProjectId,
-    job_id: uuid.UUID,
-    principal: ProjectScope,
+    record: ScopedJob,
     gateway: GatewayDep,
     service: ServiceDep,
     settings: SettingsDep,
     body: Annotated[CancelRequest, Depends(_cancel_body)],
 ) -> Job:
-    record = await scoped_job(gateway, principal, tenant_id, project_id, job_id)
-    record = await service.cancel(record, body)
-    progress = await gateway.progress([record.id])
-    return job_view(record, progress.get(record.id), settings.locale)
+    return await _present(gateway, await service.cancel(record, body), settings.locale)
 
 
 @router.patch("/job/{job_id}", response_model=Job, summary="Change the priority of a queued job")
 async def change_priority(
-    tenant_id: TenantId,
-    project_id: ProjectId,
-    job_id: uuid.UUID,
+    record: ScopedJob,
     body: PriorityChange,
-    principal: ProjectScope,
     gateway: GatewayDep,
     service: ServiceDep,
     settings: SettingsDep,
 ) -> Job:
-    record = await scoped_job(gateway, principal, tenant_id, project_id, job_id)
-    record = await service.change_priority(record, body.priority)
-    view = job_view(record, None, settings.locale)
-    view.queue_position = await gateway.queued_ahead(record) + 1
-    return view
+    moved = await service.change_priority(record, body.priority)
+    return await _present(gateway, moved, settings.locale)
 
 
 @router.post("/job/{job_id}/retry", response_model=Job, summary="Retry a failed job")
 async def retry_job(
-    tenant_id: TenantId,
-    project_id: ProjectId,
-    job_id: uuid.UUID,
+    record: ScopedJob,
     principal: ProjectScope,
     gateway: GatewayDep,
     service: ServiceDep,
@@ -240,36 +218,31 @@ async def retry_job(
     body: RetryRequest | None = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Job:
-    record = await scoped_job(gateway, principal, tenant_id, project_id, job_id)
     new = await service.retry(principal, record, body or RetryRequest(), idempotency_key)
-    view = job_view(new, None, settings.locale)
-    if view.status is JobStatus.QUEUED:
-        view.queue_position = await gateway.queued_ahead(new) + 1
-    return view
+    return await _present(gateway, new, settings.locale)
 
 
 @router.get("/job/{job_id}/results", summary="Get job results")
 async def get_results(
+    record: ScopedJob,
     tenant_id: TenantId,
     project_id: ProjectId,
-    job_id: uuid.UUID,
-    principal: ProjectScope,
-    gateway: GatewayDep,
     settings: SettingsDep,
     format: Annotated[Literal["summary", "detailed", "download"], Query()] = "summary",
     include_artifacts: Annotated[bool, Query(alias="includeArtifacts")] = True,
     output_type: Annotated[str | None, Query(alias="outputType", max_length=40)] = None,
 ) -> Response:
-    record = await scoped_job(gateway, principal, tenant_id, project_id, job_id)
     category = results_service.output_category(output_type)
     manifest = results_service.available_manifest(record)
-    base = f"{settings.api_base_url}/api/{tenant_id}/{project_id}/execution/job/{job_id}/artifacts"
+    base = (
+        f"{settings.api_base_url}/api/{tenant_id}/{project_id}/execution/job/{record.id}/artifacts"
+    )
     if format == "download":
         path = await results_service.bundle(record, manifest, category)
         return FileResponse(
             path,
             media_type="application/zip",
-            filename=f"job-{job_id}-results.zip",
+            filename=f"job-{record.id}-results.zip",
             background=BackgroundTask(path.unlink, missing_ok=True),
         )
     body = results_service.results_view(
@@ -285,19 +258,8 @@ async def get_results(
 
 
 @router.get("/job/{job_id}/artifacts/{name}", summary="Download one output of a job")
-async def download_artifact(
-    tenant_id: TenantId,
-    project_id: ProjectId,
-    job_id: uuid.UUID,
-    name: str,
-    principal: ProjectScope,
-    gateway: GatewayDep,
-) -> FileResponse:
-    record = await scoped_job(gateway, principal, tenant_id, project_id, job_id)
+async def download_artifact(record: ScopedJob, name: str) -> FileResponse:
     path, entry = results_service.artifact_file(record, name)
     return FileResponse(
         path, media_type=entry.get("mediaType") or "application/octet-stream", filename=name
     )
-
-
-__all__ = ["router", "Problem"]

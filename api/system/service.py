@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import statistics
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,7 @@ class SystemService:
         tenant = JobQuery(tenant=tenant_id)
 
         def q(**kw: Any) -> JobQuery:
-            return JobQuery(**{**tenant.__dict__, **kw})
+            return replace(tenant, **kw)
 
         queued_counts = [q(statuses=[JobStatus.QUEUED], priorities=[p]) for p in Priority]
         (
