@@ -62,10 +62,22 @@ class Stack:
     log: Path
 
     def token(self, tenant: str, user: str, projects: list[str] | None = None) -> str:
-        cmd = [sys.executable, "-m", "executors.cli", "token", "create", "--tenant", tenant, "--user", user]
+        cmd = [
+            sys.executable,
+            "-m",
+            "executors.cli",
+            "token",
+            "create",
+            "--tenant",
+            tenant,
+            "--user",
+            user,
+        ]
         for p in projects or []:
             cmd += ["--project", p]
-        out = subprocess.run(cmd, env=self.env, cwd=ROOT, capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            cmd, env=self.env, cwd=ROOT, capture_output=True, text=True, check=True
+        )
         return out.stdout.strip().splitlines()[-1]
 
     def logs(self) -> str:
@@ -118,19 +130,25 @@ class Api:
         assert r.status_code == 200, r.text
         return r.json()
 
-    def wait(self, job_id: str, statuses: set[str] = TERMINAL, timeout: float = 180) -> dict[str, Any]:
+    def wait(
+        self, job_id: str, statuses: set[str] = TERMINAL, timeout: float = 180
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             job = self.job(job_id)
             if job["status"] in statuses:
                 return job
             if time.monotonic() > deadline:
-                raise AssertionError(f"job {job_id} still {job['status']}/{job['state']} after {timeout}s")
+                raise AssertionError(
+                    f"job {job_id} still {job['status']}/{job['state']} after {timeout}s"
+                )
             time.sleep(0.25)
 
     def pipeline_id(self, job_type: str, name: str = "default") -> str:
         pipelines = self.get("/pipelines").json()["pipelines"]
-        return next(p["resourceId"] for p in pipelines if p["jobType"] == job_type and p["name"] == name)
+        return next(
+            p["resourceId"] for p in pipelines if p["jobType"] == job_type and p["name"] == name
+        )
 
 
 @pytest.fixture(scope="session")
@@ -155,7 +173,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     log = home / "supervisor.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "executors.cli", "up"], cwd=ROOT, env=env, stdout=out,
+            [sys.executable, "-m", "executors.cli", "up"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
             stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{api_port}"

@@ -58,8 +58,8 @@ async def resolve_pipeline(
         pipeline = await gateway.pipeline(resource_id)
         if pipeline is None or pipeline.job_type != job_type.value:
             raise Unprocessable(
-                f"resource.resourceId {resource_id} names no pipeline of job type {job_type.value}; "
-                "GET .../pipelines lists them.",
+                f"resource.resourceId {resource_id} names no pipeline of job type "
+                f"{job_type.value}; GET .../pipelines lists them.",
                 field="resource.resourceId",
             )
         return pipeline
@@ -281,7 +281,8 @@ class JobService:
         status = job_status(record.state_type)
         if status is not JobStatus.FAILED:
             raise Conflict(
-                f"Only failed jobs can be retried; this job is {status.value}.", jobStatus=status.value
+                f"Only failed jobs can be retried; this job is {status.value}.",
+                jobStatus=status.value,
             )
         if record.tag("retried-by") and not idempotency_key:
             raise Conflict(

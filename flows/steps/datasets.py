@@ -36,6 +36,11 @@ def load_dataset(run: JobRun) -> pd.DataFrame:
     return df
 
 
+def _utc(value: Any) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
 def filter_time_window(df: pd.DataFrame, window: dict[str, Any]) -> pd.DataFrame:
     """Keep whole cases whose first event lies in [startDate, endDate] (dates are inclusive days,
     UTC): cutting cases in the middle would invent false start and end activities."""
@@ -43,18 +48,10 @@ def filter_time_window(df: pd.DataFrame, window: dict[str, Any]) -> pd.DataFrame
     first = df.groupby(XES_CASE, sort=False)[XES_TIMESTAMP].transform("min")
     keep = pd.Series(True, index=df.index)
     if start:
-        keep &= (
-            first >= pd.Timestamp(start, tz="UTC")
-            if pd.Timestamp(start).tzinfo is None
-            else first >= pd.Timestamp(start)
-        )
+        keep &= first >= _utc(start)
     if end:
-        end_ts = pd.Timestamp(end)
-        if end_ts.tzinfo is None:
-            end_ts = end_ts.tz_localize("UTC")
-        if len(str(end)) <= 10:  # a date: the whole day counts
-            end_ts = end_ts + pd.Timedelta(days=1)
-            keep &= first < end_ts
+        if len(str(end)) <= 10:  # a plain date: the whole day counts
+            keep &= first < _utc(end) + pd.Timedelta(days=1)
         else:
-            keep &= first <= end_ts
+            keep &= first <= _utc(end)
     return df[keep]

@@ -37,7 +37,8 @@ def render_html(title: str, result: dict[str, Any], svg: bytes) -> bytes:
         f"<title>{html.escape(title)}</title>",
         "<style>body{font-family:system-ui,sans-serif;margin:2rem;color:#222}"
         "table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:4px 8px;"
-        "text-align:left}th{background:#f3f3f3}.map{overflow:auto;border:1px solid #ddd;padding:8px}"
+        "text-align:left}th{background:#f3f3f3}"
+        ".map{overflow:auto;border:1px solid #ddd;padding:8px}"
         ".kpi{display:inline-block;margin-right:2rem}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         "<section><h2>Log</h2>",

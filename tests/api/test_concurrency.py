@@ -42,7 +42,9 @@ def test_concurrent_submits_and_cancels(stack: Stack) -> None:
     assert not failures, failures[:5]
     ids = [job_id for _, job_id in results]
     assert len(set(ids)) == CLIENTS * PER_CLIENT
-    print(f"{len(ids)} submits from {CLIENTS} clients in {elapsed:.1f} s ({len(ids) / elapsed:.1f}/s)")
+    print(
+        f"{len(ids)} submits from {CLIENTS} clients in {elapsed:.1f} s ({len(ids) / elapsed:.1f}/s)"
+    )
 
     listed = api.get("/execution/jobs", params={"status": "Queued", "pageSize": 100}).json()
     assert listed["summary"]["queuedJobs"] == len(ids)

@@ -1,4 +1,4 @@
-"""Job lifecycle against the real stack: submit, run, priorities, cancel, retry, timeout, schedule."""
+"""Job lifecycle on the real stack: submit, run, priorities, cancel, retry, timeout, schedule."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ def _pm_job(dataset: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return body
 
 
-def _wait_job(seconds: float, name: str = "wait", priority: str = "Normal", **extra: Any) -> dict[str, Any]:
+def _wait_job(
+    seconds: float, name: str = "wait", priority: str = "Normal", **extra: Any
+) -> dict[str, Any]:
     return {
         "jobName": name,
         "jobType": "Analysis",
@@ -53,7 +55,9 @@ def test_process_mining_job_matches_pm4py(tenant_api: Api, road_dataset: dict[st
     assert results["success"] is True
     outputs = [results["results"]["primaryOutput"], *results["results"]["additionalOutputs"]]
     by_type = {o["type"]: o for o in outputs}
-    assert {"ProcessMiningReport", "ProcessMiningResult", "ProcessMap", "ProcessModel"} <= set(by_type)
+    assert {"ProcessMiningReport", "ProcessMiningResult", "ProcessMap", "ProcessModel"} <= set(
+        by_type
+    )
     data = tenant_api.get(by_type["ProcessMiningResult"]["downloadUrl"])
     assert data.status_code == 200
     result = json.loads(data.content)
@@ -84,7 +88,10 @@ def test_results_filters_and_download(tenant_api: Api, road_dataset: dict[str, A
     assert models["results"]["additionalOutputs"] == []
     bare = tenant_api.get(base, params={"includeArtifacts": "false"}).json()
     assert bare["results"] == {"primaryOutput": None, "additionalOutputs": []}
-    assert "stageSeconds" in tenant_api.get(base, params={"format": "detailed"}).json()["executionMetrics"]
+    assert (
+        "stageSeconds"
+        in tenant_api.get(base, params={"format": "detailed"}).json()["executionMetrics"]
+    )
     zipped = tenant_api.get(base, params={"format": "download"})
     assert zipped.status_code == 200 and zipped.content[:2] == b"PK"
     bad = tenant_api.get(base, params={"outputType": "pictures"})
@@ -101,7 +108,9 @@ def test_priority_order_on_a_busy_capacity_one_node(tenant_api: Api) -> None:
     listed = [j["jobId"] for j in queue["queuedJobs"] if j["jobId"] in ids.values()]
     assert listed == [ids[p] for p in ("Critical", "High", "Normal", "Low")]
     assert queue["summary"]["criticalPriorityJobs"] >= 1
-    positions = [tenant_api.job(ids[p])["queuePosition"] for p in ("Critical", "High", "Normal", "Low")]
+    positions = [
+        tenant_api.job(ids[p])["queuePosition"] for p in ("Critical", "High", "Normal", "Low")
+    ]
     assert positions == sorted(positions)
     started = {}
     for priority, job_id in ids.items():
@@ -158,7 +167,9 @@ def test_timeout_fails_job_as_timed_out(tenant_api: Api) -> None:
     assert "timeoutMinutes" in final["error"]
 
 
-def test_retry_failed_job_with_changed_parameters(tenant_api: Api, road_dataset: dict[str, Any]) -> None:
+def test_retry_failed_job_with_changed_parameters(
+    tenant_api: Api, road_dataset: dict[str, Any]
+) -> None:
     failed = tenant_api.submit(_wait_job(120, "retry me", scheduling={"timeoutMinutes": 0.05}))
     assert tenant_api.wait(failed["jobId"])["status"] == "Failed"
     r = tenant_api.post(
@@ -188,7 +199,11 @@ def test_retry_failed_job_with_changed_parameters(tenant_api: Api, road_dataset:
 def test_scheduled_job_waits_for_its_time(tenant_api: Api) -> None:
     at = datetime.now(UTC) + timedelta(seconds=8)
     job = tenant_api.submit(
-        _wait_job(0.1, "scheduled", scheduling={"executeImmediately": False, "scheduledTime": at.isoformat()})
+        _wait_job(
+            0.1,
+            "scheduled",
+            scheduling={"executeImmediately": False, "scheduledTime": at.isoformat()},
+        )
     )
     assert tenant_api.job(job["jobId"])["status"] == "Queued"
     final = tenant_api.wait(job["jobId"], timeout=90)
@@ -200,7 +215,9 @@ def test_scheduled_job_waits_for_its_time(tenant_api: Api) -> None:
 def test_idempotent_submit_returns_the_same_job(tenant_api: Api) -> None:
     key = str(uuid.uuid4())
     first = tenant_api.post("/execution/job", json=_wait_job(0.1), headers={"Idempotency-Key": key})
-    second = tenant_api.post("/execution/job", json=_wait_job(0.1), headers={"Idempotency-Key": key})
+    second = tenant_api.post(
+        "/execution/job", json=_wait_job(0.1), headers={"Idempotency-Key": key}
+    )
     assert first.status_code == 201 and second.status_code in (200, 201)
     assert first.json()["jobId"] == second.json()["jobId"]
     tenant_api.wait(first.json()["jobId"])
@@ -208,7 +225,9 @@ def test_idempotent_submit_returns_the_same_job(tenant_api: Api) -> None:
 
 def test_change_priority_of_queued_job(tenant_api: Api) -> None:
     later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-    job = tenant_api.submit(_wait_job(1, scheduling={"executeImmediately": False, "scheduledTime": later}))
+    job = tenant_api.submit(
+        _wait_job(1, scheduling={"executeImmediately": False, "scheduledTime": later})
+    )
     r = tenant_api.patch(f"/execution/job/{job['jobId']}", json={"priority": "Critical"})
     assert r.status_code == 200, r.text
     assert r.json()["priority"] == "Critical"
@@ -216,7 +235,10 @@ def test_change_priority_of_queued_job(tenant_api: Api) -> None:
     listed = tenant_api.get("/execution/jobs", params={"priority": "Critical"}).json()["jobs"]
     assert job["jobId"] in [j["jobId"] for j in listed]
     tenant_api.delete(f"/execution/job/{job['jobId']}")
-    assert tenant_api.patch(f"/execution/job/{job['jobId']}", json={"priority": "Low"}).status_code == 409
+    assert (
+        tenant_api.patch(f"/execution/job/{job['jobId']}", json={"priority": "Low"}).status_code
+        == 409
+    )
 
 
 def test_bad_input_job_ends_failed_with_reason(tenant_api: Api, tmp_path: Any) -> None:
@@ -238,9 +260,15 @@ def test_bad_input_job_ends_failed_with_reason(tenant_api: Api, tmp_path: Any) -
 
 
 @pytest.mark.parametrize("job_type", ["DataEnrichment", "Notebook"])
-def test_other_job_types_complete(tenant_api: Api, road_dataset: dict[str, Any], job_type: str) -> None:
+def test_other_job_types_complete(
+    tenant_api: Api, road_dataset: dict[str, Any], job_type: str
+) -> None:
     job = tenant_api.submit(
-        {"jobName": job_type, "jobType": job_type, "parameters": {"datasetId": road_dataset["datasetId"]}}
+        {
+            "jobName": job_type,
+            "jobType": job_type,
+            "parameters": {"datasetId": road_dataset["datasetId"]},
+        }
     )
     final = tenant_api.wait(job["jobId"])
     assert final["status"] == "Completed", final
