@@ -146,6 +146,21 @@ class NodeRecord:
     metrics: dict[str, Any]
 
 
+def take_order(now: datetime) -> Any:
+    """Sort key for queued runs in the order workers take them (see ``queued_ahead``)."""
+    far_future = datetime.max.replace(tzinfo=UTC)
+
+    def key(r: JobRecord) -> tuple[int, float, int, datetime]:
+        expected = r.expected_start or far_future
+        if r.state_type == "PENDING":
+            return (0, 0.0, 0, expected)
+        if expected <= now:
+            return (1, 0.0, r.priority.rank, expected)
+        return (2, expected.timestamp(), r.priority.rank, expected)
+
+    return key
+
+
 class PrefectGateway:
     def __init__(self, api_url: str, work_pool: str) -> None:
         self.api_url = api_url
@@ -355,41 +370,55 @@ class PrefectGateway:
         return [self._record(r) for r in runs]
 
     async def queued_ahead(self, record: JobRecord) -> int:
-        """Runs the workers will take before this one: higher-priority queues first, FIFO inside
-        a queue. Counted across tenants (workers are shared) without revealing anything else."""
-        queued = FlowRunFilterState(
-            type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING])
-        )
-        higher = [p.queue for p in Priority if p.rank < record.priority.rank]
-        mine = record.expected_start or datetime.now().astimezone()
-        counts = []
-        base = [PIPELINE_TAG]
-        if higher:
-            counts.append(
-                self.client.count_flow_runs(
-                    flow_run_filter=FlowRunFilter(
-                        tags=FlowRunFilterTags(all_=base),
-                        state=queued,
+        """How many queued runs the workers take before this one, in ``take_order``: runs
+        already handed to a worker (Pending), then runs that are due by queue priority and FIFO,
+        then runs scheduled for later by time. Counted across tenants (workers are shared)
+        without revealing anything else."""
+        now = datetime.now(UTC)
+        mine = record.expected_start or now
+        pmjobs = FlowRunFilterTags(all_=[PIPELINE_TAG])
+        scheduled = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
+        counts = [
+            FlowRunFilter(
+                tags=pmjobs,
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PENDING])),
+            )
+        ]
+        if record.state_type == "PENDING":
+            counts = []  # already taken; nothing is ahead of it any more
+        elif mine <= now:
+            higher = [p.queue for p in Priority if p.rank < record.priority.rank]
+            due = FlowRunFilterExpectedStartTime(before_=now)
+            if higher:
+                counts.append(
+                    FlowRunFilter(
+                        tags=pmjobs,
+                        state=scheduled,
                         work_queue_name=FlowRunFilterWorkQueueName(any_=higher),
-                        expected_start_time=FlowRunFilterExpectedStartTime(
-                            before_=max(mine, datetime.now().astimezone())
-                        ),
+                        expected_start_time=due,
                     )
                 )
-            )
-        counts.append(
-            self.client.count_flow_runs(
-                flow_run_filter=FlowRunFilter(
-                    tags=FlowRunFilterTags(all_=base),
-                    state=queued,
+            counts.append(
+                FlowRunFilter(
+                    tags=pmjobs,
+                    state=scheduled,
                     work_queue_name=FlowRunFilterWorkQueueName(any_=[record.priority.queue]),
                     expected_start_time=FlowRunFilterExpectedStartTime(before_=mine),
                 )
             )
+        else:
+            counts.append(
+                FlowRunFilter(
+                    tags=pmjobs,
+                    state=scheduled,
+                    expected_start_time=FlowRunFilterExpectedStartTime(before_=mine),
+                )
+            )
+        results = await asyncio.gather(
+            *(self.client.count_flow_runs(flow_run_filter=f) for f in counts)
         )
-        results = await asyncio.gather(*counts)
-        # the same-queue count includes this run itself when it is queued
-        own = 1 if record.state_type in ("SCHEDULED", "PENDING") else 0
+        # the last count ("before or at my time") includes this run itself
+        own = 1 if record.state_type == "SCHEDULED" else 0
         return max(0, sum(results) - own)
 
     async def _read_pages(self, flt: FlowRunFilter, sort: FlowRunSort, cap: int) -> list[Any]:
@@ -415,16 +444,7 @@ class PrefectGateway:
         )
         runs = await self._read_pages(flt, FlowRunSort.EXPECTED_START_TIME_ASC, cap)
         records = [self._record(r) for r in runs]
-        far_future = datetime.max.replace(tzinfo=UTC)
-        # Pending runs were already taken by a worker: they go first.
-        return sorted(
-            records,
-            key=lambda r: (
-                r.state_type != "PENDING",
-                r.priority.rank,
-                r.expected_start or far_future,
-            ),
-        )
+        return sorted(records, key=take_order(datetime.now(UTC)))
 
     # -- progress ----------------------------------------------------------------------------
     async def progress(self, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, ProgressRecord]:

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic.alias_generators import to_camel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("pmjobs.api")
@@ -65,8 +66,26 @@ def problem_response(
 
 
 def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    """The field as the client spells it: path parameters are camelCase (``jobId``)."""
+    in_path = bool(loc) and loc[0] == "path"
+    parts = [
+        to_camel(str(p)) if in_path else str(p)
+        for p in loc
+        if p not in ("body", "query", "path", "header")
+    ]
     return ".".join(parts) or "request"
+
+
+def validation_problem(request: Request, errors: list[dict[str, Any]]) -> JSONResponse:
+    """422 naming every invalid field, from pydantic/FastAPI error dicts."""
+    fields = [
+        {"field": _field_name(e.get("loc", ())), "message": e.get("msg", "invalid value")}
+        for e in errors
+    ]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in fields) or "Invalid request."
+    return problem_response(
+        422, detail, title="Invalid request", instance=request.url.path, errors=fields
+    )
 
 
 def install(app: FastAPI) -> None:
@@ -80,15 +99,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = []
-        for err in exc.errors():
-            field = _field_name(err.get("loc", ()))
-            message = err.get("msg", "invalid value")
-            errors.append({"field": field, "message": message})
-        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or "Invalid request."
-        return problem_response(
-            422, detail, title="Invalid request", instance=request.url.path, errors=errors
-        )
+        return validation_problem(request, list(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

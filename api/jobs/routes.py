@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import ValidationError
 from starlette.background import BackgroundTask
@@ -51,6 +52,11 @@ def _service(request: Request) -> JobService:
 ServiceDep = Annotated[JobService, Depends(_service)]
 
 
+def _aware(value: datetime | None) -> datetime | None:
+    """Dates without a zone are UTC."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
 @router.get("/jobs", response_model=JobPage, summary="List jobs")
 async def list_jobs(
     tenant_id: TenantId,
@@ -67,6 +73,7 @@ async def list_jobs(
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=100)] = 20,
 ) -> JobPage:
+    date_from, date_to = _aware(date_from), _aware(date_to)
     if date_from and date_to and date_from > date_to:
         raise Unprocessable("dateFrom must not be after dateTo.", field="dateFrom")
     base = JobQuery(
@@ -167,9 +174,15 @@ async def _cancel_body(request: Request) -> CancelRequest:
     if not raw.strip():
         return CancelRequest()
     try:
-        return CancelRequest.model_validate(json.loads(raw))
-    except (ValueError, ValidationError) as exc:
-        raise Unprocessable(f"Invalid cancel body: {exc}".splitlines()[0]) from exc
+        payload = json.loads(raw)
+    except ValueError as exc:
+        raise Unprocessable(f"The request body is not valid JSON: {exc}") from exc
+    try:
+        return CancelRequest.model_validate(payload)
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+        ) from exc
 
 
 @router.delete(

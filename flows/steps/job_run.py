@@ -294,7 +294,13 @@ class JobRun:
             "jobId": str(self.flow_run_id),
             "partial": partial,
             "writtenAt": datetime.now(UTC).isoformat(),
-            "summary": {"outputsGenerated": len(outputs), **self.summary},
+            "summary": {
+                "recordsProcessed": self.report.records_processed,
+                "outputsGenerated": len(outputs),
+                "dataQualityScore": None,
+                "processingEfficiency": None,
+                **self.summary,
+            },
             "outputs": outputs,
             "executionMetrics": {
                 "totalCpuSeconds": sample.cpu_seconds,

@@ -24,8 +24,12 @@ def problem(r: httpx.Response, status: int, *mentions: str) -> dict[str, Any]:
     assert body["status"] == status, body
     assert isinstance(body["title"], str) and body["title"], body
     assert isinstance(body["detail"], str) and body["detail"], body
-    named = body["detail"] + " " + " ".join(
-        [str(body.get("field", ""))] + [str(e.get("field", "")) for e in body.get("errors", [])]
+    named = (
+        body["detail"]
+        + " "
+        + " ".join(
+            [str(body.get("field", ""))] + [str(e.get("field", "")) for e in body.get("errors", [])]
+        )
     )
     for word in mentions:
         assert word in named, (word, body)
@@ -37,8 +41,12 @@ def _later(minutes: float = 120) -> str:
 
 
 def _wait_job(seconds: float, **extra: Any) -> dict[str, Any]:
-    return {"jobName": "wait", "jobType": "Analysis", "parameters": {"delaySeconds": seconds},
-            **extra}
+    return {
+        "jobName": "wait",
+        "jobType": "Analysis",
+        "parameters": {"delaySeconds": seconds},
+        **extra,
+    }
 
 
 TINY = (
@@ -62,8 +70,9 @@ def dataset(api: Api) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def queued(api: Api) -> Any:
     """A job that stays Queued (scheduled two hours ahead); cancelled at the end."""
-    job = api.submit(_wait_job(0, scheduling={"executeImmediately": False,
-                                              "scheduledTime": _later()}))
+    job = api.submit(
+        _wait_job(0, scheduling={"executeImmediately": False, "scheduledTime": _later()})
+    )
     yield job["jobId"]
     api.delete(f"/execution/job/{job['jobId']}")
 
@@ -137,8 +146,11 @@ def test_page_size_limits_are_inclusive(api: Api) -> None:
 
 @pytest.mark.parametrize(
     ("params", "field"),
-    [({"priority": "Urgent"}, "priority"), ({"jobType": "Mining"}, "jobType"),
-     ({"includeEstimates": "maybe"}, "includeEstimates")],
+    [
+        ({"priority": "Urgent"}, "priority"),
+        ({"jobType": "Mining"}, "jobType"),
+        ({"includeEstimates": "maybe"}, "includeEstimates"),
+    ],
 )
 def test_bad_queue_filters_are_422(api: Api, params: dict[str, Any], field: str) -> None:
     problem(api.get("/execution/queue", params=params), 422, field)
@@ -175,23 +187,35 @@ def test_bad_results_query_is_422(api: Api, queued: str) -> None:
             "timeoutMinutes",
         ),
         (
-            {"jobName": "x", "jobType": "Analysis",
-             "notifications": {"emailRecipients": ["not-an-address"]}},
+            {
+                "jobName": "x",
+                "jobType": "Analysis",
+                "notifications": {"emailRecipients": ["not-an-address"]},
+            },
             "emailRecipients",
         ),
         (
-            {"jobName": "x", "jobType": "Analysis",
-             "parameters": {"performanceMetrics": ["speed"]}},
+            {
+                "jobName": "x",
+                "jobType": "Analysis",
+                "parameters": {"performanceMetrics": ["speed"]},
+            },
             "performanceMetrics",
         ),
         (
-            {"jobName": "x", "jobType": "Analysis",
-             "parameters": {"timeWindow": {"startDate": "2024-02-01", "endDate": "2024-01-01"}}},
+            {
+                "jobName": "x",
+                "jobType": "Analysis",
+                "parameters": {"timeWindow": {"startDate": "2024-02-01", "endDate": "2024-01-01"}},
+            },
             "timeWindow",
         ),
         (
-            {"jobName": "x", "jobType": "Analysis",
-             "resource": {"resourceType": "Pipeline", "resourceId": "garbage"}},
+            {
+                "jobName": "x",
+                "jobType": "Analysis",
+                "resource": {"resourceType": "Pipeline", "resourceId": "garbage"},
+            },
             "resourceId",
         ),
         (
@@ -212,9 +236,9 @@ def test_invalid_submit_bodies_are_422(api: Api, body: dict[str, Any], field: st
     ("content", "ctype"),
     [
         (b"not json", "application/json"),
-        (b"{\"jobName\": \"x\", ", "application/json"),
+        (b'{"jobName": "x", ', "application/json"),
         (b"[1, 2]", "application/json"),
-        (b"\"a string\"", "application/json"),
+        (b'"a string"', "application/json"),
         (b"", "application/json"),
         (b"jobName=x&jobType=Analysis", "application/x-www-form-urlencoded"),
         (b"\xff\xfe\x00garbage", "application/json"),
@@ -263,8 +287,11 @@ def test_dataset_of_another_project_is_422(stack: Stack, api: Api) -> None:
     other = new_tenant(stack, user="erin")
     r = other.post("/datasets", files={"file": ("tiny.csv", TINY)})
     assert r.status_code == 201, r.text
-    body = {"jobName": "x", "jobType": "ProcessMining",
-            "parameters": {"datasetId": r.json()["datasetId"]}}
+    body = {
+        "jobName": "x",
+        "jobType": "ProcessMining",
+        "parameters": {"datasetId": r.json()["datasetId"]},
+    }
     problem(api.post("/execution/job", json=body), 422, "parameters.datasetId")
 
 
@@ -301,11 +328,15 @@ def test_rejected_submits_created_no_job(api: Api, dataset: dict[str, Any], queu
     """Run the rejections again and check that the project holds only the fixture's job."""
     for body in (
         {"jobName": "x", "jobType": "ProcessMining"},
-        {"jobName": "x", "jobType": "ProcessMining",
-         "resource": {"resourceType": "Pipeline", "resourceId": str(uuid.uuid4())},
-         "parameters": {"datasetId": dataset["datasetId"]}},
-        _wait_job(0, scheduling={"executeImmediately": False,
-                                 "scheduledTime": "2020-01-01T00:00:00Z"}),
+        {
+            "jobName": "x",
+            "jobType": "ProcessMining",
+            "resource": {"resourceType": "Pipeline", "resourceId": str(uuid.uuid4())},
+            "parameters": {"datasetId": dataset["datasetId"]},
+        },
+        _wait_job(
+            0, scheduling={"executeImmediately": False, "scheduledTime": "2020-01-01T00:00:00Z"}
+        ),
     ):
         assert api.post("/execution/job", json=body).status_code == 422
     listed = api.get("/execution/jobs", params={"pageSize": 100}).json()
@@ -352,8 +383,9 @@ def test_state_conflicts_on_running_then_completed_job(api: Api) -> None:
         problem(api.delete(f"/execution/job/{job_id}", json={"forceTermination": True}), 409)
         problem(api.post(f"/execution/job/{job_id}/retry", json={}), 409)
         problem(
-            api.post(f"/execution/job/{job_id}/retry", json={"retryReason": "again",
-                                                              "priority": "High"}),
+            api.post(
+                f"/execution/job/{job_id}/retry", json={"retryReason": "again", "priority": "High"}
+            ),
             409,
         )
         problem(api.patch(f"/execution/job/{job_id}", json={"priority": "Low"}), 409)
@@ -366,8 +398,9 @@ def test_state_conflicts_on_running_then_completed_job(api: Api) -> None:
 
 
 def test_cancel_and_priority_of_cancelled_job_are_409(api: Api) -> None:
-    job = api.submit(_wait_job(0, scheduling={"executeImmediately": False,
-                                              "scheduledTime": _later()}))
+    job = api.submit(
+        _wait_job(0, scheduling={"executeImmediately": False, "scheduledTime": _later()})
+    )
     assert api.delete(f"/execution/job/{job['jobId']}").status_code == 200
     problem(api.delete(f"/execution/job/{job['jobId']}"), 409)
     problem(api.patch(f"/execution/job/{job['jobId']}", json={"priority": "High"}), 409)
@@ -386,8 +419,9 @@ def test_invalid_priority_change_bodies_are_422(api: Api, queued: str) -> None:
 
 def test_invalid_cancel_bodies_are_422_naming_the_field(api: Api, queued: str) -> None:
     base = f"/execution/job/{queued}"
-    problem(api.delete(base, content=b"not json", headers={"Content-Type": "application/json"}),
-            422)
+    problem(
+        api.delete(base, content=b"not json", headers={"Content-Type": "application/json"}), 422
+    )
     problem(api.delete(base, json={"forceTermination": "sometimes"}), 422, "forceTermination")
     problem(api.delete(base, json={"reason": "x", "bogus": True}), 422, "bogus")
     # still queued after all that
@@ -450,8 +484,12 @@ def _store_folders(api: Api) -> set[str]:
         (
             "missing-resource.csv",
             b"case,activity,ts\n1,a,2024-01-01T00:00:00Z\n",
-            {"caseColumn": "case", "activityColumn": "activity", "timestampColumn": "ts",
-             "resourceColumn": "who"},
+            {
+                "caseColumn": "case",
+                "activityColumn": "activity",
+                "timestampColumn": "ts",
+                "resourceColumn": "who",
+            },
             ["who"],
         ),
     ],
@@ -481,16 +519,26 @@ def test_no_500_on_a_burst_of_bad_requests(api: Api, stack: Stack) -> None:
         api.get("/execution/jobs", params={"page": 10**12}),
         api.get(f"/execution/job/{uuid.uuid4()}/artifacts/" + "a" * 300),
         api.post("/execution/job", json={"jobName": "x" * 10_000, "jobType": "Analysis"}),
-        api.post("/execution/job", json={"jobName": "x", "jobType": "Analysis",
-                                         "parameters": {"delaySeconds": 10**9}}),
-        api.post("/execution/job", json={"jobName": "x", "jobType": "Analysis",
-                                         "scheduling": {"timeoutMinutes": 10**9}}),
-        api.post("/execution/job", json={"jobName": "x", "jobType": "Analysis",
-                                         "parameters": {"noiseThreshold": 7}}),
-        httpx.get(f"{stack.url}/api/{'x' * 300}/{api.project}/execution/jobs",
-                  headers={"Authorization": f"Bearer {api.token}"}),
-        httpx.get(f"{stack.url}/api/{api.tenant}/{api.project}%00/execution/jobs",
-                  headers={"Authorization": f"Bearer {api.token}"}),
+        api.post(
+            "/execution/job",
+            json={"jobName": "x", "jobType": "Analysis", "parameters": {"delaySeconds": 10**9}},
+        ),
+        api.post(
+            "/execution/job",
+            json={"jobName": "x", "jobType": "Analysis", "scheduling": {"timeoutMinutes": 10**9}},
+        ),
+        api.post(
+            "/execution/job",
+            json={"jobName": "x", "jobType": "Analysis", "parameters": {"noiseThreshold": 7}},
+        ),
+        httpx.get(
+            f"{stack.url}/api/{'x' * 300}/{api.project}/execution/jobs",
+            headers={"Authorization": f"Bearer {api.token}"},
+        ),
+        httpx.get(
+            f"{stack.url}/api/{api.tenant}/{api.project}%00/execution/jobs",
+            headers={"Authorization": f"Bearer {api.token}"},
+        ),
     ]
     for r in calls:
         assert r.status_code < 500, (str(r.request.url)[:200], r.status_code, r.text[:300])

@@ -23,49 +23,108 @@ from tests.conftest import DATA, TERMINAL, Api, Stack, new_tenant
 
 # documented fields (the original's JSON)
 LIST_ITEM_FIELDS = {
-    "jobId", "jobType", "jobName", "status", "priority", "progress", "startTime",
-    "estimatedCompletion", "submittedBy", "resourceName", "endTime", "duration",
+    "jobId",
+    "jobType",
+    "jobName",
+    "status",
+    "priority",
+    "progress",
+    "startTime",
+    "estimatedCompletion",
+    "submittedBy",
+    "resourceName",
+    "endTime",
+    "duration",
 }
 JOB_FIELDS = {
-    "jobId", "projectId", "jobType", "jobName", "jobDescription", "status", "priority",
-    "progress", "resource", "execution", "metrics", "dateCreated", "lastUpdated",
+    "jobId",
+    "projectId",
+    "jobType",
+    "jobName",
+    "jobDescription",
+    "status",
+    "priority",
+    "progress",
+    "resource",
+    "execution",
+    "metrics",
+    "dateCreated",
+    "lastUpdated",
 }
 PROGRESS_FIELDS = {"percentage", "currentStage", "estimatedCompletion", "elapsedTime"}
 RESOURCE_FIELDS = {"resourceType", "resourceId", "resourceName"}
 EXECUTION_FIELDS = {
-    "startTime", "submittedBy", "executionNode", "memoryUsage", "cpuUsage", "diskUsage",
+    "startTime",
+    "submittedBy",
+    "executionNode",
+    "memoryUsage",
+    "cpuUsage",
+    "diskUsage",
 }
 METRICS_FIELDS = {
-    "recordsProcessed", "totalRecords", "errorCount", "warningCount", "averageProcessingRate",
+    "recordsProcessed",
+    "totalRecords",
+    "errorCount",
+    "warningCount",
+    "averageProcessingRate",
 }
 SUMMARY_FIELDS = {"totalJobs", "runningJobs", "queuedJobs", "completedJobs", "failedJobs"}
 NODE_FIELDS = {"nodeId", "status", "cpuUsage", "memoryUsage", "activeJobs", "jobCapacity"}
 QUEUE_STAT_FIELDS = {
-    "totalQueuedJobs", "highPriorityJobs", "normalPriorityJobs", "lowPriorityJobs",
-    "averageWaitTime", "estimatedProcessingTime",
+    "totalQueuedJobs",
+    "highPriorityJobs",
+    "normalPriorityJobs",
+    "lowPriorityJobs",
+    "averageWaitTime",
+    "estimatedProcessingTime",
 }
 PERF_FIELDS = {"jobsCompletedToday", "averageJobDuration", "successRate", "throughputPerHour"}
 UTIL_FIELDS = {
-    "totalCpuCapacity", "usedCpuCapacity", "totalMemoryCapacity", "usedMemoryCapacity",
+    "totalCpuCapacity",
+    "usedCpuCapacity",
+    "totalMemoryCapacity",
+    "usedMemoryCapacity",
     "diskSpaceAvailable",
 }
 QUEUE_VIEW_SUMMARY = {
-    "totalQueuedJobs", "criticalPriorityJobs", "highPriorityJobs", "normalPriorityJobs",
-    "lowPriorityJobs", "averageWaitTime", "estimatedProcessingTime",
+    "totalQueuedJobs",
+    "criticalPriorityJobs",
+    "highPriorityJobs",
+    "normalPriorityJobs",
+    "lowPriorityJobs",
+    "averageWaitTime",
+    "estimatedProcessingTime",
 }
 CAPACITY_FIELDS = {
-    "activeWorkers", "totalWorkers", "currentLoad", "maxConcurrentJobs", "currentlyRunning",
+    "activeWorkers",
+    "totalWorkers",
+    "currentLoad",
+    "maxConcurrentJobs",
+    "currentlyRunning",
 }
 QUEUED_JOB_FIELDS = {
-    "jobId", "jobName", "jobType", "priority", "queuePosition", "estimatedStartTime",
-    "estimatedDuration", "submittedBy", "dateSubmitted",
+    "jobId",
+    "jobName",
+    "jobType",
+    "priority",
+    "queuePosition",
+    "estimatedStartTime",
+    "estimatedDuration",
+    "submittedBy",
+    "dateSubmitted",
 }
 
 
-def _job(name: str, job_type: str = "Analysis", priority: str = "Normal", delay: float = 0,
-         **extra: Any) -> dict[str, Any]:
-    return {"jobName": name, "jobType": job_type, "priority": priority,
-            "parameters": {"delaySeconds": delay}, **extra}
+def _job(
+    name: str, job_type: str = "Analysis", priority: str = "Normal", delay: float = 0, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "jobName": name,
+        "jobType": job_type,
+        "priority": priority,
+        "parameters": {"delaySeconds": delay},
+        **extra,
+    }
 
 
 def _dt(value: str) -> datetime:
@@ -127,8 +186,11 @@ def world(stack: Stack) -> Any:
         assert r.status_code == 200, r.text
         later = (datetime.now(UTC) + timedelta(hours=2)).isoformat()
         w.ids["later"] = api.submit(
-            _job(f"{m}-later", priority="Critical",
-                 scheduling={"executeImmediately": False, "scheduledTime": later})
+            _job(
+                f"{m}-later",
+                priority="Critical",
+                scheduling={"executeImmediately": False, "scheduledTime": later},
+            )
         )["jobId"]
         yield w
     finally:
@@ -197,9 +259,7 @@ def test_pagination(world: World) -> None:
     ],
     ids=lambda v: "&".join(f"{k}={x}" for k, x in v.items()) if isinstance(v, dict) else None,
 )
-def test_filters_narrow_the_list(
-    world: World, params: dict[str, Any], expected: set[str]
-) -> None:
+def test_filters_narrow_the_list(world: World, params: dict[str, Any], expected: set[str]) -> None:
     assert world.listed(**params) == expected
 
 
@@ -214,7 +274,9 @@ def test_date_filters_narrow_the_list(world: World) -> None:
     assert world.listed(dateTo=(mid - day).isoformat()) == set()
     assert world.listed(dateFrom=(mid + day).isoformat()) == set()
     assert world.listed(dateFrom=mid.isoformat(), submittedBy="alice") == {
-        "normal", "cancelled", "later"
+        "normal",
+        "cancelled",
+        "later",
     }
 
 
@@ -329,7 +391,9 @@ def test_pipelines_have_a_default_per_job_type(world: World) -> None:
 def _pm4py_counts() -> tuple[int, int, int]:
     df = pd.read_csv(DATA / "receipt.csv")
     df = pm4py.format_dataframe(
-        df, case_id="case:concept:name", activity_key="concept:name",
+        df,
+        case_id="case:concept:name",
+        activity_key="concept:name",
         timestamp_key="time:timestamp",
     )
     log = pm4py.convert_to_event_log(df)
@@ -351,7 +415,9 @@ def test_dataset_upload_list_and_get(world: World) -> None:
     assert receipt["name"] == "receipt.csv" and receipt["format"] == "csv"
     events, cases, activities = _pm4py_counts()
     assert (receipt["events"], receipt["cases"], receipt["activities"]) == (
-        events, cases, activities
+        events,
+        cases,
+        activities,
     )
     listed = api.get("/datasets")
     assert listed.status_code == 200
@@ -375,8 +441,12 @@ def test_queue_view_fields_and_order(world: World) -> None:
     assert not CAPACITY_FIELDS - set(queue["processingCapacity"]), queue["processingCapacity"]
     summary = queue["summary"]
     assert summary["totalQueuedJobs"] == 5
-    assert (summary["criticalPriorityJobs"], summary["highPriorityJobs"],
-            summary["normalPriorityJobs"], summary["lowPriorityJobs"]) == (2, 0, 2, 1)
+    assert (
+        summary["criticalPriorityJobs"],
+        summary["highPriorityJobs"],
+        summary["normalPriorityJobs"],
+        summary["lowPriorityJobs"],
+    ) == (2, 0, 2, 1)
     capacity = queue["processingCapacity"]
     assert capacity["maxConcurrentJobs"] == 1 and capacity["currentlyRunning"] == 1
     assert capacity["activeWorkers"] == capacity["totalWorkers"] == 1
@@ -395,7 +465,13 @@ def test_queue_positions_agree_with_get_job(world: World) -> None:
     queue = world.api.get("/execution/queue").json()
     for item in queue["queuedJobs"]:
         job = world.api.job(item["jobId"])
-        assert job["queuePosition"] == item["queuePosition"], (item["jobName"], job, item)
+        assert job["queuePosition"] == item["queuePosition"], (
+            item["jobName"],
+            "GET job:",
+            job["queuePosition"],
+            "queue view:",
+            item["queuePosition"],
+        )
 
 
 def test_queue_view_filters(world: World) -> None:
@@ -419,8 +495,14 @@ def test_system_status_fields(world: World, stack: Stack) -> None:
     r = world.api.get(f"{stack.url}/api/{world.api.tenant}/execution/system/status")
     assert r.status_code == 200, r.text
     status = r.json()
-    for key in ("systemStatus", "timestamp", "executionNodes", "queueStatistics",
-                "performanceMetrics", "resourceUtilization"):
+    for key in (
+        "systemStatus",
+        "timestamp",
+        "executionNodes",
+        "queueStatistics",
+        "performanceMetrics",
+        "resourceUtilization",
+    ):
         assert key in status, key
     assert status["systemStatus"] == "Healthy"
     assert abs((_dt(status["timestamp"]) - datetime.now(UTC)).total_seconds()) < 60
@@ -435,7 +517,9 @@ def test_system_status_fields(world: World, stack: Stack) -> None:
     assert not QUEUE_STAT_FIELDS - set(stats), stats
     assert stats["totalQueuedJobs"] == 5
     assert (stats["highPriorityJobs"], stats["normalPriorityJobs"], stats["lowPriorityJobs"]) == (
-        0, 2, 1
+        0,
+        2,
+        1,
     )
     assert stats["averageWaitTime"].endswith("dakika")
     assert stats["estimatedProcessingTime"].endswith("dakika")
@@ -473,7 +557,16 @@ def test_health_docs_and_openapi(stack: Stack) -> None:
     assert spec.status_code == 200
     paths = spec.json()["paths"]
     joined = " ".join(paths)
-    for fragment in ("/execution/job/", "/execution/jobs", "/execution/job", "/results",
-                     "/retry", "/execution/system/status", "/execution/queue", "/datasets",
-                     "/pipelines", "/artifacts/"):
+    for fragment in (
+        "/execution/job/",
+        "/execution/jobs",
+        "/execution/job",
+        "/results",
+        "/retry",
+        "/execution/system/status",
+        "/execution/queue",
+        "/datasets",
+        "/pipelines",
+        "/artifacts/",
+    ):
         assert fragment in joined, fragment

@@ -62,17 +62,29 @@ class World:
         self.b_dataset = _upload_tiny(self.b, tmp)
         self.a_dataset = _upload_tiny(self.a, tmp)
         done = self.b.submit(
-            {"jobName": self.b_names[0], "jobType": "Analysis", "priority": "Critical",
-             "parameters": {"delaySeconds": 0}}
+            {
+                "jobName": self.b_names[0],
+                "jobType": "Analysis",
+                "priority": "Critical",
+                "parameters": {"delaySeconds": 0},
+            }
         )
         self.b_queued = self.b.submit(
-            {"jobName": self.b_names[1], "jobType": "Analysis", "priority": "Low",
-             "parameters": {"delaySeconds": 0},
-             "scheduling": {"executeImmediately": False, "scheduledTime": _later()}}
+            {
+                "jobName": self.b_names[1],
+                "jobType": "Analysis",
+                "priority": "Low",
+                "parameters": {"delaySeconds": 0},
+                "scheduling": {"executeImmediately": False, "scheduledTime": _later()},
+            }
         )["jobId"]
         self.a_queued = self.a.submit(
-            {"jobName": "a-own", "jobType": "Analysis", "parameters": {"delaySeconds": 0},
-             "scheduling": {"executeImmediately": False, "scheduledTime": _later()}}
+            {
+                "jobName": "a-own",
+                "jobType": "Analysis",
+                "parameters": {"delaySeconds": 0},
+                "scheduling": {"executeImmediately": False, "scheduledTime": _later()},
+            }
         )["jobId"]
         final = self.b.wait(done["jobId"], timeout=120)
         assert final["status"] == "Completed", final
@@ -232,8 +244,11 @@ def test_project_limited_token(stack: Stack, tmp_path: Any) -> None:
     whole = Api(stack, tenant, p2, stack.token(tenant, "owner"))  # all projects of the tenant
     p1_only = Api(stack, tenant, p1, stack.token(tenant, "limited", [p1]))
     job = whole.submit(
-        {"jobName": "p2-secret", "jobType": "Analysis",
-         "scheduling": {"executeImmediately": False, "scheduledTime": _later()}}
+        {
+            "jobName": "p2-secret",
+            "jobType": "Analysis",
+            "scheduling": {"executeImmediately": False, "scheduledTime": _later()},
+        }
     )["jobId"]
     dataset = _upload_tiny(whole, tmp_path)["datasetId"]
     try:
@@ -241,8 +256,12 @@ def test_project_limited_token(stack: Stack, tmp_path: Any) -> None:
         nowhere = f"{stack.url}/api/{tenant}/{uuid.uuid4()}"
         real = _id_paths(job, dataset, "kpis.json")
         fake = _id_paths(str(uuid.uuid4()), str(uuid.uuid4()), "kpis.json")
-        extra = [("GET", "/execution/jobs", {}), ("GET", "/execution/queue", {}),
-                 ("GET", "/datasets", {}), ("GET", "/pipelines", {})]
+        extra = [
+            ("GET", "/execution/jobs", {}),
+            ("GET", "/execution/queue", {}),
+            ("GET", "/datasets", {}),
+            ("GET", "/pipelines", {}),
+        ]
         for (method, path, kw), (_, fake_path, _) in zip(real + extra, fake + extra, strict=True):
             got = _assert_problem(_call(p1_only, method, p2_base + path, kw), 404)
             unknown = _assert_problem(_call(p1_only, method, nowhere + fake_path, kw), 404)
@@ -293,8 +312,15 @@ def _protected(world: World) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(
     "auth",
-    ["none", "garbage-bearer", "empty-bearer", "basic", "token-scheme", "raw-token",
-     "valid-prefix-forged"],
+    [
+        "none",
+        "garbage-bearer",
+        "empty-bearer",
+        "basic",
+        "token-scheme",
+        "raw-token",
+        "valid-prefix-forged",
+    ],
 )
 def test_unauthenticated_is_401(world: World, auth: str) -> None:
     token = world.a.token
@@ -322,8 +348,13 @@ def test_unauthenticated_is_401(world: World, auth: str) -> None:
 def test_valid_token_is_accepted_on_the_same_paths(world: World) -> None:
     """Control for the 401 test: with the token, the reads answer 200."""
     a = world.a
-    for path in ("/execution/jobs", f"/execution/job/{world.a_queued}", "/execution/queue",
-                 "/datasets", "/pipelines"):
+    for path in (
+        "/execution/jobs",
+        f"/execution/job/{world.a_queued}",
+        "/execution/queue",
+        "/datasets",
+        "/pipelines",
+    ):
         assert a.get(path).status_code == 200, path
 
 
@@ -380,8 +411,9 @@ def test_artifact_download_tricks(world: World) -> None:
         assert b"root:" not in content, trick
     # B's artifact under A's job path, and A's token on B's artifact path: 404 too
     a_base = f"/api/{world.a.tenant}/{world.a.project}/execution/job"
-    status, _, _ = _raw_get(stack, f"{a_base}/{world.a_queued}/artifacts/{world.b_artifact}",
-                            world.a.token)
+    status, _, _ = _raw_get(
+        stack, f"{a_base}/{world.a_queued}/artifacts/{world.b_artifact}", world.a.token
+    )
     assert status == 404
     status, _, _ = _raw_get(stack, f"{base}/{world.b_artifact}", world.a.token)
     assert status == 404

@@ -21,8 +21,9 @@ from tests.conftest import Api, Stack, new_tenant
 TERMINAL = {"Completed", "Failed", "Cancelled"}
 
 
-def _poll(fetch: Callable[[], dict[str, Any]], done: Callable[[dict[str, Any]], bool],
-          timeout: float) -> dict[str, Any]:
+def _poll(
+    fetch: Callable[[], dict[str, Any]], done: Callable[[dict[str, Any]], bool], timeout: float
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
         value = fetch()
@@ -49,9 +50,7 @@ def receipt(api: Api) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def monthly(
-    manager: ExecutionManager, api: Api, receipt: dict[str, Any]
-) -> dict[str, Any]:
+def monthly(manager: ExecutionManager, api: Api, receipt: dict[str, Any]) -> dict[str, Any]:
     """The specification's example job, submitted and awaited with the class itself."""
     pipeline_id = api.pipeline_id("ProcessMining")
     job_params = {
@@ -149,17 +148,19 @@ def test_list_jobs_with_filters(manager: ExecutionManager, monthly: dict[str, An
 
 def test_cancel_running_job(manager: ExecutionManager, api: Api) -> None:
     job = manager.submit_job(
-        "long wait", "Analysis", "Pipeline", api.pipeline_id("Analysis"),
-        {"delaySeconds": 120}, "Critical",
+        "long wait",
+        "Analysis",
+        "Pipeline",
+        api.pipeline_id("Analysis"),
+        {"delaySeconds": 120},
+        "Critical",
     )
     job_id = job["jobId"]
     try:
         _poll(lambda: manager.get_job_status(job_id), lambda j: j["status"] != "Queued", 90)
         assert manager.get_job_status(job_id)["status"] == "Running"
         assert manager.cancel_job(job_id) is True
-        final = _poll(
-            lambda: manager.get_job_status(job_id), lambda j: j["status"] in TERMINAL, 45
-        )
+        final = _poll(lambda: manager.get_job_status(job_id), lambda j: j["status"] in TERMINAL, 45)
         assert final["status"] == "Cancelled"
         assert final["error"] == "Kullanıcı iptali"
         # a finished job cannot be cancelled again
