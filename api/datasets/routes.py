@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 
-from api.datasets.store import DatasetStore
+from api.datasets.store import DatasetError, DatasetStore
 from api.deps import ProjectId, ProjectScope, SettingsDep, TenantId
 from api.problems import NotFound, Problem, Unprocessable
 
@@ -38,8 +38,6 @@ async def upload_dataset(
     resource_column: Annotated[str | None, Form(alias="resourceColumn", max_length=200)] = None,
     timestamp_format: Annotated[str | None, Form(alias="timestampFormat", max_length=100)] = None,
 ) -> dict[str, Any]:
-    from flows.steps.eventlog import EventLogError  # light: the module's heavy work is in ingest
-
     store = _store(request)
     filename = (file.filename or "upload").replace("/", "_").replace("\\", "_")[:200]
     dataset_id, folder = store.staging_path(tenant_id, project_id)
@@ -73,7 +71,7 @@ async def upload_dataset(
             mapping=mapping,
             created_by=principal.user,
         )
-    except EventLogError as exc:
+    except DatasetError as exc:
         _discard(folder)
         raise Unprocessable(f"{filename}: {exc}", field="file") from exc
     except BaseException:

@@ -19,6 +19,10 @@ from anyio import to_thread
 from flows.steps import storage
 
 
+class DatasetError(ValueError):
+    """The upload is not a usable event log; the message says why."""
+
+
 class DatasetStore:
     def __init__(self, home: Path) -> None:
         self.home = home
@@ -96,4 +100,7 @@ def _ingest_blocking(
         resource=mapping.get("resourceColumn") or eventlog.XES_RESOURCE,
         timestamp_format=mapping.get("timestampFormat"),
     )
-    return eventlog.ingest(upload, filename, column_mapping, folder / storage.EVENTS_FILE)
+    try:
+        return eventlog.ingest(upload, filename, column_mapping, folder / storage.EVENTS_FILE)
+    except eventlog.EventLogError as exc:
+        raise DatasetError(str(exc)) from exc
