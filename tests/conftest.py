@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,18 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 TERMINAL = {"Completed", "Failed", "Cancelled"}
+
+
+def poll(fetch: Callable[[], Any], done: Callable[[Any], bool], timeout: float) -> Any:
+    """Call ``fetch`` until ``done`` holds for its value; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fetch()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not reached within {timeout}s: {value}")
+        time.sleep(0.25)
 
 
 def free_port() -> int:

@@ -8,7 +8,6 @@ scheduled two hours ahead. Everything is cancelled at the end.
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,7 +18,7 @@ import pandas as pd
 import pm4py
 import pytest
 
-from tests.conftest import DATA, TERMINAL, Api, Stack, new_tenant
+from tests.conftest import DATA, TERMINAL, Api, Stack, new_tenant, poll
 
 # documented fields (the original's JSON)
 LIST_ITEM_FIELDS = {
@@ -129,17 +128,6 @@ def _job(
 
 def _dt(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def _poll(fetch: Any, done: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached within {timeout}s: {value}")
-        time.sleep(0.25)
 
 
 @dataclass
@@ -542,7 +530,7 @@ def test_active_jobs_shows_the_running_job(world: World, stack: Stack) -> None:
         return next(n for n in nodes if n["nodeId"] == "node-1")
 
     assert world.api.job(world.id("blocker"))["status"] == "Running"
-    assert _poll(node, lambda n: n["activeJobs"] == 1, timeout=15)["activeJobs"] == 1
+    assert poll(node, lambda n: n["activeJobs"] == 1, timeout=15)["activeJobs"] == 1
 
 
 # -- service endpoints ---------------------------------------------------------------------------

@@ -7,8 +7,6 @@ specification's usage example does, on ``tests/data/receipt.csv`` (uploaded firs
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,22 +14,7 @@ import pytest
 import requests
 
 from tests.client.execution_manager import ExecutionManager
-from tests.conftest import Api, Stack, new_tenant
-
-TERMINAL = {"Completed", "Failed", "Cancelled"}
-
-
-def _poll(
-    fetch: Callable[[], dict[str, Any]], done: Callable[[dict[str, Any]], bool], timeout: float
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not reached within {timeout}s: {value}")
-        time.sleep(0.25)
+from tests.conftest import TERMINAL, Api, Stack, new_tenant, poll
 
 
 @pytest.fixture(scope="module")
@@ -157,10 +140,10 @@ def test_cancel_running_job(manager: ExecutionManager, api: Api) -> None:
     )
     job_id = job["jobId"]
     try:
-        _poll(lambda: manager.get_job_status(job_id), lambda j: j["status"] != "Queued", 90)
+        poll(lambda: manager.get_job_status(job_id), lambda j: j["status"] != "Queued", 90)
         assert manager.get_job_status(job_id)["status"] == "Running"
         assert manager.cancel_job(job_id) is True
-        final = _poll(lambda: manager.get_job_status(job_id), lambda j: j["status"] in TERMINAL, 45)
+        final = poll(lambda: manager.get_job_status(job_id), lambda j: j["status"] in TERMINAL, 45)
         assert final["status"] == "Cancelled"
         assert final["error"] == "Kullanıcı iptali"
         # a finished job cannot be cancelled again
