@@ -19,6 +19,7 @@ from api.datasets.store import DatasetStore
 from api.jobs.estimates import Estimator
 from api.jobs.routes import router as jobs_router
 from api.jobs.service import JobService
+from api.notebooks.routes import router as notebooks_router
 from api.pipelines.routes import router as pipelines_router
 from api.prefect_gateway import PrefectGateway
 from api.settings import get_settings
@@ -108,6 +109,7 @@ def create_app() -> FastAPI:
     app.include_router(jobs_router)
     app.include_router(datasets_router)
     app.include_router(pipelines_router)
+    app.include_router(notebooks_router)
     app.include_router(system_router)
     return app
 

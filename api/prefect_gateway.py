@@ -485,10 +485,35 @@ class PrefectGateway:
             job_id, State(type=StateType.CANCELLING, name="Cancelling", message=reason), force=True
         )
 
-    async def add_tags(self, job_id: uuid.UUID, new_tags: list[str]) -> None:
+    async def add_tags(
+        self, job_id: uuid.UUID, new_tags: list[str], remove: Iterable[str] = ()
+    ) -> None:
         run = await self.client.read_flow_run(job_id)
-        merged = list(dict.fromkeys([*(run.tags or []), *new_tags]))
+        dropped = set(remove)
+        merged = [t for t in dict.fromkeys([*(run.tags or []), *new_tags]) if t not in dropped]
         await self.client.update_flow_run(job_id, tags=merged)
+
+    async def finished_with_tag(self, wanted: str, limit: int = PAGE) -> list[JobRecord]:
+        """Finished pmjobs runs carrying a tag (e.g. notifications still to send)."""
+        runs = await self.client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                tags=FlowRunFilterTags(all_=[PIPELINE_TAG, wanted]),
+                state=FlowRunFilterState(
+                    type=FlowRunFilterStateType(
+                        any_=[
+                            StateType.COMPLETED,
+                            StateType.FAILED,
+                            StateType.CRASHED,
+                            StateType.CANCELLED,
+                        ]
+                    )
+                ),
+            ),
+            sort=FlowRunSort.END_TIME_DESC,
+            limit=limit,
+        )
+        await self._flow_names_for(r.flow_id for r in runs)
+        return [self._record(r) for r in runs]
 
     async def move(self, job_id: uuid.UUID, priority: Priority) -> bool:
         """Move a still-scheduled run to another priority queue (route added by pmjobs)."""

@@ -44,6 +44,14 @@ class Settings(BaseSettings):
         default=30.0, description="Graceful cancel: time a job has to reach a stage boundary."
     )
 
+    smtp_host: str | None = Field(default=None, description="SMTP server for notifications.")
+    smtp_port: int = 25
+    smtp_security: str = Field(default="none", description="none, starttls or ssl.")
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_sender: str = "pmjobs@localhost"
+    notify_poll_seconds: float = 2.0
+
     @property
     def resolved_home(self) -> Path:
         return self.home.expanduser().resolve()

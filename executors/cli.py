@@ -38,6 +38,14 @@ def node(
     main(name, capacity, Settings().work_pool)
 
 
+@app.command()
+def notifier() -> None:
+    """Send job notifications (e-mail, webhook); `pmjobs up` starts this for you."""
+    from executors.notifier import main
+
+    main()
+
+
 @token_app.command("create")
 def token_create(
     tenant: Annotated[str, typer.Option(help="Tenant the token grants.")],

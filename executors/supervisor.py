@@ -223,6 +223,7 @@ class Supervisor:
                     str(s.node_capacity),
                 ],
             ).start()
+        self._child("notifier", [py, "-m", "executors.cli", "notifier"]).start()
         api = self._child(
             "api",
             [

@@ -8,15 +8,20 @@ created for this session; otherwise on its embedded SQLite database.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -163,8 +168,58 @@ class Api:
         )
 
 
+@dataclass
+class Inbox:
+    """What the local SMTP server and webhook receiver got."""
+
+    smtp_port: int
+    http_port: int
+    mails: list[Message] = field(default_factory=list)
+    posts: list[tuple[str, Any]] = field(default_factory=list)
+    fail_next: dict[str, int] = field(default_factory=dict)  # path -> 5xx answers still to give
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.http_port}{path}"
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def inbox() -> Iterator[Inbox]:
+    """A real SMTP server (aiosmtpd) and a real HTTP receiver on free local ports."""
+    from aiosmtpd.controller import Controller
+
+    box = Inbox(smtp_port=free_port(), http_port=free_port())
+
+    class Mail:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            box.mails.append(message_from_bytes(envelope.content))
+            return "250 OK"
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            box.posts.append((self.path, json.loads(body or b"null")))
+            failing = box.fail_next.get(self.path, 0)
+            if failing:
+                box.fail_next[self.path] = failing - 1
+            self.send_response(503 if failing else 204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    smtp = Controller(Mail(), hostname="127.0.0.1", port=box.smtp_port)
+    smtp.start()
+    http = ThreadingHTTPServer(("127.0.0.1", box.http_port), Hook)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    try:
+        yield box
+    finally:
+        http.shutdown()
+        smtp.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, inbox: Inbox) -> Iterator[Stack]:
     home = tmp_path_factory.mktemp("pmjobs-home")
     api_port, prefect_port = free_port(), free_port()
     env = {
@@ -175,6 +230,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "PMJOBS_NODES": "1",
         "PMJOBS_NODE_CAPACITY": "1",
         "PMJOBS_CANCEL_GRACE_SECONDS": "5",
+        "PMJOBS_SMTP_HOST": "127.0.0.1",
+        "PMJOBS_SMTP_PORT": str(inbox.smtp_port),
+        "PMJOBS_NOTIFY_POLL_SECONDS": "0.5",
         "PYTHONPATH": str(ROOT),
     }
     env.pop("PREFECT_API_URL", None)

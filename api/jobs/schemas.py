@@ -39,24 +39,89 @@ PerformanceMetric = Literal["cycle_time", "waiting_time", "resource_utilization"
 
 
 class JobParameters(RequestModel):
+    """The documented parameters (any job type) and the one demo aid."""
+
     dataset_id: uuid.UUID | None = None
-    analysis_type: Literal["quick", "standard", "comprehensive"] = "standard"
-    time_window: TimeWindow | None = None
+    analysis_type: Literal["quick", "standard", "comprehensive"] = Field(
+        default="standard",
+        description="quick: map, variants, durations. standard: + model, token-based replay, "
+        "bottlenecks, rework, BPMN/PNML. comprehensive: + resources, anomalies, alignments, "
+        "enriched data, prediction model, insights.",
+    )
+    time_window: TimeWindow | None = Field(
+        default=None, description="Keep whole cases whose first event lies in the window."
+    )
     include_anomaly_detection: bool = False
     include_process_variants: bool = True
     generate_insights: bool = False
     output_format: Literal["summary", "detailed_report", "json"] = "detailed_report"
     performance_metrics: list[PerformanceMetric] = Field(default_factory=list, max_length=3)
     quality_checks: QualityChecks | None = None
-    noise_threshold: float = Field(
-        default=0.2, ge=0.0, le=1.0, description="Inductive miner noise threshold (ProcessMining)."
-    )
     delay_seconds: float = Field(
         default=0.0,
         ge=0.0,
         le=3600.0,
         description="Hold the job in a 'Waiting' stage first (demos, queueing and cancel tests).",
     )
+
+
+class ProcessMiningParameters(JobParameters):
+    noise_threshold: float = Field(
+        default=0.2, ge=0.0, le=1.0, description="Inductive miner noise threshold."
+    )
+    alignments_max_cases: int = Field(
+        default=1000, ge=0, le=1_000_000, description="Alignments only up to this many cases."
+    )
+
+
+class WorkingCalendar(RequestModel):
+    days: list[Annotated[int, Field(ge=0, le=6)]] = Field(default=[0, 1, 2, 3, 4], max_length=7)
+    start: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    end: str = Field(default="17:00", pattern=r"^([01]\d|2[0-4]):[0-5]\d$")
+    timezone: str = Field(default="UTC", max_length=64)
+
+
+class DataEnrichmentParameters(JobParameters):
+    working_calendar: WorkingCalendar | None = None
+    remove_duplicates: bool = False
+    repair_timestamps: bool = False
+    lookup_dataset_id: uuid.UUID | None = None
+    lookup_key: str | None = Field(default=None, max_length=200)
+    lookup_columns: list[Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=list, max_length=100
+    )
+
+
+class AnalysisParameters(JobParameters):
+    sla_hours: float | None = Field(default=None, gt=0, le=24 * 3650)
+    group_by: list[Annotated[str, Field(max_length=200)]] = Field(
+        default_factory=list, max_length=20, description="Case attributes to break KPIs down by."
+    )
+    time_bucket: Literal["D", "W", "M"] = "M"
+    root_cause_target: Literal["long", "sla"] = "long"
+
+
+class NotebookParameters(JobParameters):
+    notebook_id: uuid.UUID | None = None
+    notebook_parameters: dict[str, Any] = Field(
+        default_factory=dict, description="Injected after the notebook's 'parameters' cell."
+    )
+
+
+class AnyJobParameters(
+    ProcessMiningParameters, DataEnrichmentParameters, AnalysisParameters, NotebookParameters
+):
+    """Every parameter of every job type (the submit schema); each job type then accepts only
+    its own (see ``parameters_model``)."""
+
+
+def parameters_model(job_type: JobType) -> type[JobParameters]:
+    return {
+        JobType.PROCESS_MINING: ProcessMiningParameters,
+        JobType.DATA_ENRICHMENT: DataEnrichmentParameters,
+        JobType.ANALYSIS: AnalysisParameters,
+        JobType.NOTEBOOK: NotebookParameters,
+    }[job_type]
 
 
 class ResourceRef(RequestModel):
@@ -102,7 +167,7 @@ class SubmitJobRequest(RequestModel):
     job_type: JobType
     priority: Priority = Priority.NORMAL
     resource: ResourceRef | None = None
-    parameters: JobParameters = Field(default_factory=JobParameters)
+    parameters: AnyJobParameters = Field(default_factory=AnyJobParameters)
     scheduling: Scheduling = Field(default_factory=Scheduling)
     notifications: Notifications = Field(default_factory=Notifications)
 

@@ -13,17 +13,19 @@ from api import formatting
 from api.auth.tokens import Principal
 from api.datasets.store import DatasetStore
 from api.jobs.estimates import Estimator
+from api.jobs.notify import NOTIFY_TAG, wants
 from api.jobs.schemas import (
     CancelRequest,
-    JobParameters,
     Resource,
     RetryRequest,
     SubmitJobRequest,
     SubmittedJob,
+    parameters_model,
 )
 from api.jobs.status import TERMINAL, JobStatus, JobType, Priority, job_status
 from api.prefect_gateway import PIPELINE_TAG, JobRecord, PipelineRecord, PrefectGateway, tag
 from api.problems import Conflict, NotFound, Unprocessable
+from flows.steps import storage
 
 DEFAULT_PIPELINE = "default"
 _CLOCK_SKEW = timedelta(seconds=5)
@@ -72,11 +74,14 @@ async def resolve_pipeline(
     raise Unprocessable(f"No pipeline is deployed for job type {job_type.value}.", field="jobType")
 
 
-def _resolved_parameters(pipeline: PipelineRecord, given: dict[str, Any]) -> dict[str, Any]:
-    """Pipeline defaults, then what the user set; validated once, stored complete."""
+def _resolved_parameters(
+    pipeline: PipelineRecord, job_type: JobType, given: dict[str, Any]
+) -> dict[str, Any]:
+    """Pipeline defaults, then what the user set; validated against the job type's own
+    parameters (another type's parameter is refused), stored complete."""
     defaults = dict(pipeline.parameters.get("parameters") or {})
     try:
-        model = JobParameters.model_validate({**defaults, **given})
+        model = parameters_model(job_type).model_validate({**defaults, **given})
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = ".".join(str(p) for p in first.get("loc", ()))
@@ -93,6 +98,16 @@ def _dataset_info(
     parameters: dict[str, Any],
     job_type: JobType,
 ) -> dict[str, Any] | None:
+    notebook = parameters.get("notebookId")
+    if notebook and not (
+        storage.notebook_dir(tenant_id, project_id, notebook, base=datasets.home)
+        / storage.NOTEBOOK_META
+    ).is_file():
+        raise Unprocessable(
+            f"parameters.notebookId {notebook} is not a notebook of this project; upload one "
+            f"with POST /api/{tenant_id}/{project_id}/notebooks.",
+            field="parameters.notebookId",
+        )
     dataset_id = parameters.get("datasetId")
     if dataset_id is None:
         if job_type in (JobType.PROCESS_MINING, JobType.DATA_ENRICHMENT):
@@ -107,6 +122,12 @@ def _dataset_info(
         raise Unprocessable(
             f"parameters.datasetId {dataset_id} is not a dataset of this project.",
             field="parameters.datasetId",
+        )
+    lookup = parameters.get("lookupDatasetId")
+    if lookup and datasets.get(tenant_id, project_id, uuid.UUID(lookup)) is None:
+        raise Unprocessable(
+            f"parameters.lookupDatasetId {lookup} is not a dataset of this project.",
+            field="parameters.lookupDatasetId",
         )
     return {
         "id": dataset_id,
@@ -159,7 +180,7 @@ class JobService:
         resource_id = request.resource.resource_id if request.resource else None
         pipeline = await resolve_pipeline(self.gateway, request.job_type, resource_id)
         given = request.parameters.model_dump(mode="json", by_alias=True, exclude_unset=True)
-        parameters = _resolved_parameters(pipeline, given)
+        parameters = _resolved_parameters(pipeline, request.job_type, given)
         dataset = _dataset_info(self.datasets, tenant_id, project_id, parameters, request.job_type)
         scheduled = _scheduled_time(request)
         job: dict[str, Any] = {
@@ -186,6 +207,8 @@ class JobService:
         ]
         if retry_of is not None:
             tags.append(tag("retry-of", str(retry_of.id)))
+        if wants(job["notifications"]):
+            tags.append(NOTIFY_TAG)
         key = f"{tenant_id}/{project_id}/{idempotency_key}" if idempotency_key else None
         return await self.gateway.submit(
             pipeline.id,
@@ -294,7 +317,8 @@ class JobService:
         scheduling = dict(job.get("scheduling") or {})
         retry_options: dict[str, Any] = {}
         if request.modify_parameters or request.updated_parameters:
-            known = {f.alias or name for name, f in JobParameters.model_fields.items()}
+            model = parameters_model(JobType(record.job_type))
+            known = {f.alias or name for name, f in model.model_fields.items()}
             for key, value in request.updated_parameters.items():
                 if key == "timeoutMinutes":
                     scheduling["timeoutMinutes"] = value

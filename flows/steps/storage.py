@@ -29,6 +29,14 @@ def dataset_dir(
     return datasets_root(base) / tenant_id / project_id / str(uuid.UUID(str(dataset_id)))
 
 
+def notebook_dir(
+    tenant_id: str, project_id: str, notebook_id: uuid.UUID | str, base: Path | None = None
+) -> Path:
+    return (
+        (base or home()) / "notebooks" / tenant_id / project_id / str(uuid.UUID(str(notebook_id)))
+    )
+
+
 def artifacts_root(base: Path | None = None) -> Path:
     return (base or home()) / "artifacts"
 
@@ -41,6 +49,8 @@ def job_dir(job_id: uuid.UUID | str, base: Path | None = None) -> Path:
 MANIFEST = "manifest.json"
 DATASET_META = "dataset.json"
 EVENTS_FILE = "events.parquet"
+NOTEBOOK_FILE = "notebook.ipynb"
+NOTEBOOK_META = "notebook.json"
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
