@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -67,23 +66,16 @@ class DatasetStore:
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        meta = {
-            "datasetId": str(dataset_id),
-            "name": filename,
-            "format": stats.format,
-            "events": stats.events,
-            "cases": stats.cases,
-            "activities": stats.activities,
-            "startTime": stats.start_time.isoformat() if stats.start_time else None,
-            "endTime": stats.end_time.isoformat() if stats.end_time else None,
-            "columns": stats.columns,
-            "columnMapping": mapping,
-            "sizeBytes": upload.stat().st_size,
-            "createdBy": created_by,
-            "tenantId": tenant_id,
-            "projectId": project_id,
-            "dateCreated": datetime.now(UTC).isoformat(),
-        }
+        meta = storage.dataset_meta(
+            dataset_id=dataset_id,
+            tenant_id=tenant_id,
+            project_id=project_id,
+            name=filename,
+            stats=stats,
+            size_bytes=upload.stat().st_size,
+            created_by=created_by,
+            columnMapping=mapping,
+        )
         storage.write_json_atomic(folder / storage.DATASET_META, meta)
         return meta
 

@@ -99,10 +99,13 @@ def _dataset_info(
     job_type: JobType,
 ) -> dict[str, Any] | None:
     notebook = parameters.get("notebookId")
-    if notebook and not (
-        storage.notebook_dir(tenant_id, project_id, notebook, base=datasets.home)
-        / storage.NOTEBOOK_META
-    ).is_file():
+    if (
+        notebook
+        and not (
+            storage.notebook_dir(tenant_id, project_id, notebook, base=datasets.home)
+            / storage.NOTEBOOK_META
+        ).is_file()
+    ):
         raise Unprocessable(
             f"parameters.notebookId {notebook} is not a notebook of this project; upload one "
             f"with POST /api/{tenant_id}/{project_id}/notebooks.",

@@ -84,9 +84,10 @@ def job_view(record: JobRecord, progress: ProgressRecord | None, locale: str) ->
             "forceTermination": record.tag("cancel") == "forced",
             "preservePartialResults": record.tag("cancel-preserve") == "true",
         }
-    last_updated = max(
-        (t for t in (record.updated, progress.updated if progress else None) if t), default=None
-    )
+    # On PostgreSQL a run's `updated` can precede its `created` by a few ms (different clocks
+    # in one insert), so the latest of all three is the last change.
+    moments = (record.created, record.updated, progress.updated if progress else None)
+    last_updated = max((t for t in moments if t), default=None)
     duration_seconds = elapsed if status in (JobStatus.COMPLETED, JobStatus.FAILED) else None
     if status is JobStatus.CANCELLED and record.start_time and record.end_time:
         duration_seconds = elapsed

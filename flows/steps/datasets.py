@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pandas as pd
 
 from flows.steps import storage
-from flows.steps.eventlog import XES_CASE, XES_TIMESTAMP, EventLogError, load_events
+from flows.steps.eventlog import (
+    XES_CASE,
+    XES_TIMESTAMP,
+    EventLogError,
+    load_events,
+    store_events,
+)
 from flows.steps.job_run import JobInputError, JobRun
 
 
@@ -34,6 +41,30 @@ def load_dataset(run: JobRun) -> pd.DataFrame:
             raise JobInputError("No case starts inside timeWindow; nothing to analyse.")
     run.progress(records=len(df), total=len(df))
     return df
+
+
+def register_dataset(run: JobRun, df: pd.DataFrame, name: str) -> dict[str, Any]:
+    """Store a job-made event log as a new dataset of the job's project (Parquet for jobs, CSV
+    for people) and return its description, as an upload would."""
+    from flows.steps.enrichment import csv_safe
+
+    tenant, project = run.job["tenantId"], run.job["projectId"]
+    dataset_id = uuid.uuid4()
+    folder = storage.dataset_dir(tenant, project, dataset_id)
+    stats = store_events(df, folder / storage.EVENTS_FILE, fmt="parquet")
+    storage.write_bytes_atomic(folder / "events.csv", csv_safe(df).to_csv(index=False).encode())
+    meta = storage.dataset_meta(
+        dataset_id=dataset_id,
+        tenant_id=tenant,
+        project_id=project,
+        name=name,
+        stats=stats,
+        size_bytes=(folder / storage.EVENTS_FILE).stat().st_size,
+        created_by=str(run.job.get("submittedBy") or "job"),
+        createdByJob=str(run.flow_run_id),
+    )
+    storage.write_json_atomic(folder / storage.DATASET_META, meta)
+    return meta
 
 
 def _utc(value: Any) -> pd.Timestamp:

@@ -334,7 +334,7 @@ def repair_timestamps(values: pd.Series, case_ids: pd.Series) -> tuple[pd.Series
                 repaired,
             )
         )
-    if unparseable:
+    if unparseable.any():
         example = _first_example(values, unparseable)
         warnings.append(
             _warning(
@@ -387,7 +387,7 @@ def _parse_mixed(values: pd.Series) -> tuple[np.ndarray, dict[str, int], np.ndar
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
         ts = _to_utc(values)
         ok = ts.notna().to_numpy()
-        out[ok] = ts.to_numpy()[ok].astype("datetime64[us]").view("int64")
+        out[ok] = _epoch_us(ts)[ok]
         counts["datetime"] = int(ok.sum())
         return out, counts, np.zeros(n, dtype=bool), ~ok
 
@@ -400,7 +400,7 @@ def _parse_mixed(values: pd.Series) -> tuple[np.ndarray, dict[str, int], np.ndar
     )
     if is_dt.any():
         ts = _to_utc(pd.Series(pd.to_datetime(list(raw[is_dt]), utc=True)))
-        out[is_dt] = ts.to_numpy().astype("datetime64[us]").view("int64")
+        out[is_dt] = _epoch_us(ts)
         counts["datetime"] = int(is_dt.sum())
     is_num = (
         np.array([isinstance(v, int | float | np.number) and not isinstance(v, bool) for v in raw])
@@ -424,7 +424,7 @@ def _parse_mixed(values: pd.Series) -> tuple[np.ndarray, dict[str, int], np.ndar
     if iso.any():
         ts = pd.to_datetime(text[iso], format="ISO8601", utc=True, errors="coerce")
         ok = ts.notna().to_numpy()
-        vals = ts.dt.as_unit("us").to_numpy().astype("datetime64[us]").view("int64")
+        vals = _epoch_us(ts)
         idx = np.flatnonzero(iso)
         out[idx[ok]] = vals[ok]
         counts["iso8601"] = int(ok.sum())
@@ -449,12 +449,19 @@ def _parse_mixed(values: pd.Series) -> tuple[np.ndarray, dict[str, int], np.ndar
         )
         in_range = (parts[3] < 24) & (parts[4] < 60) & (parts[5] < 60)
         ok = ts.notna().to_numpy() & in_range.to_numpy()
-        vals = ts.dt.as_unit("us").to_numpy().astype("datetime64[us]").view("int64")
+        vals = _epoch_us(ts)
         idx = np.flatnonzero(mask)
         out[idx[ok]] = vals[ok]
         counts[fmt] = int(ok.sum())
     unparseable = ~missing & np.isnan(out)
     return out, counts, unparseable, missing
+
+
+def _epoch_us(ts: pd.Series) -> np.ndarray:
+    """Microseconds since 1970 (UTC) of a datetime Series; NaT gives an arbitrary value."""
+    if getattr(ts.dt, "tz", None) is not None:
+        ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
+    return ts.dt.as_unit("us").to_numpy().astype("datetime64[us]").view("int64")
 
 
 def _interpolate_in_case(us: np.ndarray, cases: np.ndarray) -> tuple[pd.Series, np.ndarray]:

@@ -165,6 +165,14 @@ def ingest(source: Path, filename: str, mapping: ColumnMapping, dest: Path) -> D
     return stats
 
 
+def store_events(df: pd.DataFrame, dest: Path, fmt: str = "parquet") -> DatasetStats:
+    """Store a frame that already has the XES key columns (e.g. a job's enriched events) as
+    canonical Parquet at `dest`, atomically, and describe it."""
+    df = _parquet_safe(df.reset_index(drop=True).copy())
+    _write_parquet_atomic(df, Path(dest), fmt, Path(dest).name)
+    return _stats(df, fmt)
+
+
 def load_events(path: Path) -> pd.DataFrame:
     """Read the canonical Parquet back as the DataFrame pm4py expects.
 

@@ -11,6 +11,7 @@ import json
 import os
 import tempfile
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,38 @@ DATASET_META = "dataset.json"
 EVENTS_FILE = "events.parquet"
 NOTEBOOK_FILE = "notebook.ipynb"
 NOTEBOOK_META = "notebook.json"
+
+
+def dataset_meta(
+    *,
+    dataset_id: uuid.UUID,
+    tenant_id: str,
+    project_id: str,
+    name: str,
+    stats: Any,
+    size_bytes: int,
+    created_by: str,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The description of a dataset (``dataset.json``), for uploads and job-made datasets alike.
+    ``stats`` is an ``eventlog.DatasetStats``."""
+    return {
+        "datasetId": str(dataset_id),
+        "name": name,
+        "format": stats.format,
+        "events": stats.events,
+        "cases": stats.cases,
+        "activities": stats.activities,
+        "startTime": stats.start_time.isoformat() if stats.start_time else None,
+        "endTime": stats.end_time.isoformat() if stats.end_time else None,
+        "columns": stats.columns,
+        "sizeBytes": size_bytes,
+        "createdBy": created_by,
+        "tenantId": tenant_id,
+        "projectId": project_id,
+        "dateCreated": datetime.now(UTC).isoformat(),
+        **extra,
+    }
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
