@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test test-sqlite lint format install graphviz clean
+.PHONY: run test test-sqlite lint format install graphviz browser clean
 
 install: $(STAMP)
 
@@ -25,12 +25,21 @@ graphviz:
 	    echo "Graphviz 'dot' not found: install it (Debian/Ubuntu: sudo apt-get install graphviz)"; exit 1; \
 	  fi; }
 
+# Headless Chromium renders the HTML report in the tests.
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "chromium not found: install it (Debian/Ubuntu: sudo apt-get install chromium)"; exit 1; \
+	  fi; }
+
 ## Start Prefect (embedded database in $PMJOBS_HOME), the execution nodes and the API.
 run: install graphviz
 	$(VENV)/bin/pmjobs up
 
 ## The whole test suite (starts its own stack; PostgreSQL when PMJOBS_TEST_DATABASE_URL is set).
-test: install graphviz
+test: install graphviz browser
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 ## The embedded-database concurrency check, on SQLite even when CI sets PostgreSQL.

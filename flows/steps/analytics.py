@@ -41,7 +41,7 @@ IQR_FACTOR = 3.0
 RARE_VARIANT_MIN_CASES = 20
 RARE_VARIANT_MAX_SHARE = 0.005
 # If unique variants hold more than this share of cases, uniqueness is the norm, not an anomaly.
-RARE_VARIANT_MAX_UNIQUE_SHARE = 0.05
+RARE_VARIANT_MAX_UNIQUE_SHARE = 0.10
 MIN_PLAUSIBLE_TIMESTAMP = pd.Timestamp("1971-01-01", tz="UTC")
 
 
@@ -270,26 +270,27 @@ def anomalies(df: pd.DataFrame, variants: list[dict[str, Any]] | None = None) ->
     Rules (robust to skew, unlike mean + k·sd):
 
     * duration > Q3 + 3·IQR of case durations (pm4py's last minus first timestamp);
-    * number of events > Q3 + 3·IQR of case lengths;
-      quartiles are linear-interpolated (numpy's default); a rule is skipped (threshold None)
-      when its IQR is 0, since it would then flag every case above the common value;
+    * number of events > Q3 + 3·max(IQR, 1) of case lengths (lengths are whole numbers: a
+      log where most cases have the same length still flags a case 4+ events longer);
+      quartiles are linear-interpolated (numpy's default); the duration rule is skipped
+      (threshold None) when its IQR is 0 (most cases equally long, e.g. all instantaneous),
+      since it would flag every case above that value;
     * unique variant: the case's activity sequence occurs in no other case, the log has at
       least 20 cases and one case is < 0.5% of them. Skipped when unique variants hold more
-      than 5% of all cases: in such logs (e.g. Sepsis) uniqueness is the norm.
+      than 10% of all cases: in such logs (e.g. Sepsis) uniqueness is the norm.
 
     ``variants`` (``mining.discover_variants`` output) only saves recounting variants.
     ``cases`` is sorted by number of reasons, then duration (both descending), capped at 200;
     ``count`` is the total number of anomalous cases.
     """
     frame = mining.prepare(df)
-    grouped = frame.groupby(CASE, sort=False)
     duration = _case_durations(frame)
-    length = grouped.size().reindex(duration.index)
-    paths = grouped[ACTIVITY].agg(tuple).reindex(duration.index)
+    paths = _case_paths(frame).reindex(duration.index)
+    length = paths.map(len)
     n_cases = len(duration)
 
     duration_rule = _iqr_rule(duration.to_numpy(dtype=float))
-    length_rule = _iqr_rule(length.to_numpy(dtype=float))
+    length_rule = _iqr_rule(length.to_numpy(dtype=float), min_spread=1.0)
     if variants is not None:
         variant_count = {tuple(v["activities"]): int(v["count"]) for v in variants}
         if any(p not in variant_count for p in set(paths)):
@@ -328,7 +329,12 @@ def anomalies(df: pd.DataFrame, variants: list[dict[str, Any]] | None = None) ->
             )
         if l_limit is not None and events > l_limit:
             reasons.append(
-                f"{int(events)} events, more than {l_limit:g} (Q3 + 3·IQR of case lengths)"
+                f"{int(events)} events, more than {l_limit:g} "
+                + (
+                    "(Q3 + 3·IQR of case lengths)"
+                    if length_rule["iqr"] >= 1
+                    else f"(3 more than the usual {length_rule['q3']:g} events per case)"
+                )
             )
         if rare_applies and variant_count[path] == 1:
             reasons.append(
@@ -352,10 +358,11 @@ def anomalies(df: pd.DataFrame, variants: list[dict[str, Any]] | None = None) ->
     }
 
 
-def _iqr_rule(values: np.ndarray) -> dict[str, Any]:
+def _iqr_rule(values: np.ndarray, min_spread: float = 0.0) -> dict[str, Any]:
     q1, q3 = (float(q) for q in np.percentile(values, [25, 75]))
     iqr = q3 - q1
-    threshold = q3 + IQR_FACTOR * iqr if iqr > 0 else None
+    spread = max(iqr, min_spread)
+    threshold = q3 + IQR_FACTOR * spread if spread > 0 else None
     return {"q1": q1, "q3": q3, "iqr": iqr, "threshold": threshold}
 
 
@@ -427,16 +434,35 @@ def _duration_insight(result: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _bottleneck_insight(result: dict[str, Any]) -> dict[str, Any] | None:
-    edges = (result.get("performance") or {}).get("bottlenecks") or result.get("dfg")
+    """Slowest transition among those seen often enough (>= 1% of cases, at least twice).
+
+    The floor keeps a one-off transition from being reported as "the" bottleneck; the DFG
+    (all edges) is searched when present, else the performance top-10.
+    """
+    bottlenecks = (result.get("performance") or {}).get("bottlenecks") or []
+    edges = result.get("dfg") or bottlenecks
     if not edges:
         return None
-    worst = max(edges, key=lambda e: (e["meanSeconds"], e["frequency"]))
+    cases = _case_count(result)
+    floor = max(2, math.ceil(0.01 * cases)) if cases else 2
+    frequent = [e for e in edges if e["frequency"] >= floor] or list(edges)
+    worst = max(frequent, key=lambda e: (e["meanSeconds"], e["frequency"]))
     detail = (
-        f"'{worst['source']}' is followed by '{worst['target']}' {worst['frequency']:,} times "
+        f"'{worst['source']}' is followed by '{worst['target']}' {_times(worst['frequency'])} "
         f"with {_human_duration(worst['meanSeconds'])} in between on average"
     )
-    if "medianSeconds" in worst:
-        detail += f" (median {_human_duration(worst['medianSeconds'])})"
+    median = next(
+        (
+            b["medianSeconds"]
+            for b in bottlenecks
+            if (b["source"], b["target"]) == (worst["source"], worst["target"])
+        ),
+        None,
+    )
+    if median is not None:
+        detail += f" (median {_human_duration(median)})"
+    if len(frequent) < len(edges):
+        detail += f"; transitions seen fewer than {floor:,} times are not considered"
     return _finding(
         f"Waiting between '{worst['source']}' and '{worst['target']}' takes "
         f"{_human_duration(worst['meanSeconds'])} on average, the longest in the process",
@@ -444,6 +470,18 @@ def _bottleneck_insight(result: dict[str, Any]) -> dict[str, Any] | None:
         "bottleneckMeanSeconds",
         float(worst["meanSeconds"]),
     )
+
+
+def _case_count(result: dict[str, Any]) -> int | None:
+    durations = result.get("caseDurations") or {}
+    if durations.get("count"):
+        return int(durations["count"])
+    variants = result.get("variants")
+    return sum(int(v["count"]) for v in variants) if variants else None
+
+
+def _times(n: int) -> str:
+    return "once" if n == 1 else f"{n:,} times"
 
 
 def _conformance_insight(result: dict[str, Any]) -> dict[str, Any] | None:
@@ -486,7 +524,7 @@ def _anomaly_insight(result: dict[str, Any]) -> dict[str, Any] | None:
     an = result.get("anomalies")
     if not an or not an.get("count"):
         return None
-    total = (result.get("caseDurations") or {}).get("count")
+    total = _case_count(result)
     share = f" ({_pct(an['count'] / total)} of cases)" if total else ""
     example = an["cases"][0] if an.get("cases") else None
     detail = "Unusually long, unusually many events, or a one-off path."
@@ -528,12 +566,12 @@ def _start_end_insight(result: dict[str, Any]) -> dict[str, Any] | None:
     total = sum(ends.values())
     name, count = max(ends.items(), key=lambda kv: (kv[1], kv[0]))
     starts = result.get("startActivities") or {}
-    detail = f"Cases end in {len(ends):,} different activities."
+    detail = f"Cases end in {_plural(len(ends), 'activity', 'different activities')}."
     if starts:
         s_name, s_count = max(starts.items(), key=lambda kv: (kv[1], kv[0]))
         detail += (
             f" They start with '{s_name}' in {_pct(s_count / sum(starts.values()))} of cases "
-            f"({len(starts):,} start activities)."
+            f"({_plural(len(starts), 'start activity', 'start activities')})."
         )
     return _finding(
         f"{_pct(count / total)} of cases end with '{name}'",
@@ -719,6 +757,20 @@ def _case_durations(frame: pd.DataFrame) -> pd.Series:
     return get_total_seconds(grouped.last() - grouped.first()).astype(float)
 
 
+def _case_paths(frame: pd.DataFrame) -> pd.Series:
+    """Activity sequence (tuple of str) per case of a :func:`mining.prepare` frame.
+
+    Built from the contiguous case blocks that ``prepare`` guarantees: ``groupby().agg(tuple)``
+    is not used because on pyarrow-backed string columns pandas returns arrays, not tuples.
+    """
+    case = frame[CASE].to_numpy()
+    acts = [str(a) for a in frame[ACTIVITY].to_numpy()]
+    starts = np.flatnonzero(np.r_[True, case[1:] != case[:-1]])
+    ends = np.r_[starts[1:], len(case)]
+    paths = [tuple(acts[s:e]) for s, e in zip(starts, ends, strict=True)]
+    return pd.Series(paths, index=pd.Index(case[starts], name=CASE), dtype=object)
+
+
 def _since_previous(frame: pd.DataFrame) -> pd.Series:
     """Seconds since the previous event of the same case (NaN for a case's first event)."""
     ts = frame[TIMESTAMP]
@@ -735,6 +787,10 @@ def _resource_events(df: pd.DataFrame) -> pd.DataFrame | None:
     if frame.empty:
         return None
     return frame.sort_values([CASE, TIMESTAMP], kind="stable").reset_index(drop=True)
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"1 {one}" if n == 1 else f"{n:,} {many}"
 
 
 def _pct(share: float) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -11,35 +12,45 @@ from flows.steps import storage
 from flows.steps.eventlog import (
     XES_CASE,
     XES_TIMESTAMP,
-    EventLogError,
     load_events,
     store_events,
 )
 from flows.steps.job_run import JobInputError, JobRun
 
 
-def load_dataset(run: JobRun) -> pd.DataFrame:
-    dataset_id = run.parameters.get("datasetId")
-    if not dataset_id:
-        raise JobInputError("parameters.datasetId is required for this job type.")
+def dataset_path(run: JobRun, dataset_id: str) -> Path:
     path = (
         storage.dataset_dir(run.job["tenantId"], run.job["projectId"], dataset_id)
         / storage.EVENTS_FILE
     )
     if not path.is_file():
         raise JobInputError(f"Dataset {dataset_id} no longer exists.")
+    return path
+
+
+def load_dataset(
+    run: JobRun,
+    dataset_id: str | None = None,
+    *,
+    apply_window: bool = True,
+    report: bool = True,
+) -> pd.DataFrame:
+    """The job's dataset (or another of its project), filtered by ``timeWindow``."""
+    dataset_id = dataset_id or run.parameters.get("datasetId")
+    if not dataset_id:
+        raise JobInputError("parameters.datasetId is required for this job type.")
+    path = dataset_path(run, dataset_id)
     try:
         df = load_events(path)
-    except EventLogError as exc:
-        raise JobInputError(f"Dataset {dataset_id} cannot be read: {exc}") from exc
-    except Exception as exc:  # a damaged Parquet file
+    except Exception as exc:  # EventLogError, or a damaged Parquet file
         raise JobInputError(f"Dataset {dataset_id} cannot be read: {exc}") from exc
     window = run.parameters.get("timeWindow")
-    if window:
+    if apply_window and window:
         df = filter_time_window(df, window)
         if df.empty:
             raise JobInputError("No case starts inside timeWindow; nothing to analyse.")
-    run.progress(records=len(df), total=len(df))
+    if report:
+        run.progress(records=len(df), total=len(df))
     return df
 
 

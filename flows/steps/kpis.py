@@ -119,19 +119,24 @@ def kpis_by_attribute(cases: pd.DataFrame, attribute: str) -> list[dict[str, Any
             f"{', '.join(map(str, cases.columns))}."
         )
     values = cases[attribute]
-    numeric = _numeric_view(values)
+    numeric = _numeric_view(values, attribute)
     binned = numeric is not None and numeric.nunique() > MAX_NUMERIC_GROUPS
     if binned:
         assert numeric is not None
-        bins = pd.qcut(numeric, 4, duplicates="drop")
-        labels = [f"[{_fmt(b.left)}, {_fmt(b.right)}]" for b in bins.cat.categories]
-        codes = bins.cat.codes.to_numpy()
+        codes, edges = pd.qcut(numeric, 4, labels=False, retbins=True, duplicates="drop")
+        labels = [
+            f"{'[' if i == 0 else '('}{_fmt(lo)}, {_fmt(hi)}]"
+            for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True))
+        ]
+        codes = codes.fillna(-1).astype(int).to_numpy()
         keys = pd.Series([labels[c] if c >= 0 else None for c in codes], index=cases.index)
     else:
         keys = values.astype(object).map(_json_value)
     rows = []
     for key, group in cases.groupby(keys.map(lambda v: "" if v is None else f"={v}")):
-        rows.append({"value": keys.loc[group.index[0]] if key else None, **_rates(group)})
+        rows.append(
+            {"value": _json_value(keys.loc[group.index[0]]) if key else None, **_rates(group)}
+        )
     if binned:
         rank = {label: i for i, label in enumerate(labels)}
         rows.sort(key=lambda r: rank.get(r["value"], len(rank)))
@@ -144,9 +149,15 @@ def _fmt(x: float) -> str:
     return f"{x:.6g}"
 
 
-def _numeric_view(values: pd.Series) -> pd.Series | None:
+def _numeric_view(values: pd.Series, name: str) -> pd.Series | None:
     """The attribute as numbers if it is numeric or text holding only numbers (e.g. amounts
-    that a CSV or XES delivered as strings); None otherwise."""
+    that a CSV or XES delivered as strings); None otherwise.
+
+    Identifier attributes (XES org:* and concept:* keys, e.g. resource "537") stay
+    categorical even when they look numeric: their order means nothing.
+    """
+    if _is_identifier(name):
+        return None
     if pd.api.types.is_bool_dtype(values.dtype) or pd.api.types.is_datetime64_any_dtype(
         values.dtype
     ):
@@ -160,6 +171,11 @@ def _numeric_view(values: pd.Series) -> pd.Series | None:
     if converted.notna().sum() != len(present):
         return None
     return converted.astype(float)
+
+
+def _is_identifier(name: str) -> bool:
+    base = name.removeprefix("case:")
+    return base.startswith(("org:", "concept:", "lifecycle:")) or base.endswith(":id")
 
 
 def kpis_by_period(cases: pd.DataFrame, freq: str = "M") -> list[dict[str, Any]]:
@@ -208,7 +224,8 @@ def root_cause(cases: pd.DataFrame, target: str = "long", max_depth: int = 3) ->
     its splits read as rules a process owner can check, unlike a black-box score.
 
     Features (every column beyond CASE_COLUMNS, i.e. the case attributes):
-    numbers, and text columns that hold only numbers, are used as numbers (missing -> the
+    numbers, and text columns that hold only numbers (except identifiers such as
+    org:resource), are used as numbers (missing -> the
     median plus a "<col> is missing" flag); booleans and other text are one-hot encoded,
     keeping the MAX_CATEGORIES most frequent values (ties by value) and pooling the rest as
     "(other)", missing as "(missing)"; date-times and enrichment outcomes are skipped, as are
@@ -294,7 +311,7 @@ def _features(cases: pd.DataFrame) -> tuple[pd.DataFrame, list[tuple[str, str, s
         values = cases[col]
         if pd.api.types.is_datetime64_any_dtype(values.dtype):
             continue
-        numeric = _numeric_view(values)
+        numeric = _numeric_view(values, str(col))
         if numeric is not None:
             if numeric.nunique() < 2:
                 continue
@@ -368,7 +385,9 @@ def _describe(conds: list[tuple[tuple[str, str, str], bool, float]]) -> list[str
     phrases: list[str] = []
     numbers: list[str] = []
     for (kind, col, value), above, thr in conds:
-        if kind == "onehot":
+        if kind == "onehot" and value == "(missing)":
+            phrases.append(f"{col} is missing" if above else f"{col} is present")
+        elif kind == "onehot":
             phrases.append(f"{col} is {value}" if above else f"{col} is not {value}")
         elif kind == "missing":
             phrases.append(f"{col} is missing" if above else f"{col} is present")

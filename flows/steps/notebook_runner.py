@@ -107,7 +107,9 @@ class NotebookFailed(Exception):
         self.ename = ename
         self.evalue = evalue
         self.notebook = notebook
-        self.executed_cell_index = cell_index if executed_cell_index is None else executed_cell_index
+        self.executed_cell_index = (
+            cell_index if executed_cell_index is None else executed_cell_index
+        )
         self.traceback = _ANSI.sub("", traceback)  # IPython colours its tracebacks
         super().__init__(str(self))
 
@@ -193,20 +195,45 @@ def run_notebook(
     try:
         client.execute(env=env)
     except CellTimeoutError as exc:
-        raise _failure(NotebookTimedOut, nb, client.current, injected, "TimeoutError",
-                       f"notebook exceeded its time limit of {_fmt(timeout_seconds)} s") from exc
+        raise _failure(
+            NotebookTimedOut,
+            nb,
+            client.current,
+            injected,
+            "TimeoutError",
+            f"notebook exceeded its time limit of {_fmt(timeout_seconds)} s",
+        ) from exc
     except DeadKernelError as exc:
-        raise _failure(NotebookFailed, nb, client.current, injected, "DeadKernelError",
-                       "the kernel died (out of memory, os._exit or a crash)") from exc
+        raise _failure(
+            NotebookFailed,
+            nb,
+            client.current,
+            injected,
+            "DeadKernelError",
+            "the kernel died (out of memory, os._exit or a crash)",
+        ) from exc
     except CellExecutionError as exc:
         if not (exc.ename == "SystemExit" and exc.evalue in ("", "0", "None")):
-            raise _failure(NotebookFailed, nb, client.current, injected, exc.ename,
-                           exc.evalue, traceback=exc.traceback) from exc
+            raise _failure(
+                NotebookFailed,
+                nb,
+                client.current,
+                injected,
+                exc.ename,
+                exc.evalue,
+                traceback=exc.traceback,
+            ) from exc
         # papermill semantics: sys.exit() / sys.exit(0) stops the notebook successfully.
     except RuntimeError as exc:  # kernel did not start (nbclient raises a bare RuntimeError)
         if deadline is not None and time.monotonic() >= deadline:
-            raise _failure(NotebookTimedOut, nb, None, injected, "TimeoutError",
-                           "the kernel did not start before the time limit") from exc
+            raise _failure(
+                NotebookTimedOut,
+                nb,
+                None,
+                injected,
+                "TimeoutError",
+                "the kernel did not start before the time limit",
+            ) from exc
         raise
     notebook = nbformat.writes(nb).encode("utf-8")
     return NotebookResult(
@@ -221,7 +248,9 @@ def run_notebook(
 def export_html(nb: NotebookNode) -> bytes:
     """HTML of ``nb`` (lab look, CSS inline, images embedded) that loads nothing remotely."""
     exporter = HTMLExporter(
-        template_name="lab", template_file=_OFFLINE_TEMPLATE, extra_loaders=[_OFFLINE_LOADER],
+        template_name="lab",
+        template_file=_OFFLINE_TEMPLATE,
+        extra_loaders=[_OFFLINE_LOADER],
         embed_images=True,
     )
     body, _ = exporter.from_notebook_node(nb)
@@ -308,8 +337,9 @@ def _read(data: bytes) -> NotebookNode:
     except json.JSONDecodeError as exc:
         raise ValueError(f"not a Jupyter notebook: invalid JSON ({exc})") from None
     if not isinstance(raw, dict) or "cells" not in raw or "nbformat" not in raw:
-        raise ValueError("not a Jupyter notebook: expected a JSON object with 'nbformat' and "
-                         "'cells'")
+        raise ValueError(
+            "not a Jupyter notebook: expected a JSON object with 'nbformat' and 'cells'"
+        )
     try:
         nb = nbformat.reads(text, as_version=4)
         nbformat.validate(nb)

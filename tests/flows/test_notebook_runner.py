@@ -47,8 +47,10 @@ class _RemoteRefs(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         for name, value in attrs:
-            if (tag, name) in {("script", "src"), ("link", "href")} and value and (
-                value.strip().lower().startswith(("http:", "https:", "//"))
+            if (
+                (tag, name) in {("script", "src"), ("link", "href")}
+                and value
+                and (value.strip().lower().startswith(("http:", "https:", "//")))
             ):
                 self.remote.append(f"<{tag} {name}={value}>")
 
@@ -65,8 +67,11 @@ def test_parameters_override_defaults_and_outputs_are_captured(tmp_path: Path) -
     )
     progress: list[tuple[int, int]] = []
     result = run_notebook(
-        source, {"alpha": 21, "label": "given"}, tmp_path / "work", 60, progress.append_pair
-        if False else lambda done, total: progress.append((done, total)),
+        source,
+        {"alpha": 21, "label": "given"},
+        tmp_path / "work",
+        60,
+        on_cell=lambda done, total: progress.append((done, total)),
     )
 
     nb = nbformat.reads(result.notebook.decode(), as_version=4)
@@ -163,8 +168,9 @@ def test_timeout_covers_the_whole_notebook(tmp_path: Path) -> None:
 def test_validate_notebook(tmp_path: Path) -> None:
     nb = new_notebook(
         cells=[_parameters_cell("a = 1"), new_code_cell("a")],
-        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}},
+        metadata={
+            "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}
+        },
     )
     data = nbformat.writes(nb).encode()
     assert validate_notebook(data) == {"cells": 2, "hasParametersCell": True, "kernel": "python3"}
@@ -185,8 +191,9 @@ def test_validate_notebook(tmp_path: Path) -> None:
 
 def test_rejects_other_languages_and_bad_parameter_names(tmp_path: Path) -> None:
     r_notebook = _write(
-        tmp_path, new_code_cell("1"), kernelspec={"name": "ir", "language": "R",
-                                                  "display_name": "R"}
+        tmp_path,
+        new_code_cell("1"),
+        kernelspec={"name": "ir", "language": "R", "display_name": "R"},
     )
     with pytest.raises(ValueError, match="'R' is not supported"):
         run_notebook(r_notebook, {}, tmp_path / "work", 60)
