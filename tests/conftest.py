@@ -288,3 +288,8 @@ def road_dataset(tenant_api: Api) -> dict[str, Any]:
 def new_tenant(stack: Stack, user: str = "bob") -> Api:
     tenant, project = str(uuid.uuid4()), str(uuid.uuid4())
     return Api(stack, tenant, project, stack.token(tenant, user, [project]))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slow tests (minutes on the capacity-1 node) run last, so they hold up nothing else."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is not None)
