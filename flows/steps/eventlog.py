@@ -18,15 +18,17 @@ import tempfile
 import uuid
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+MIXED_TIMESTAMPS = "mixed"  # timestampFormat that asks for per-value parsing and repair
 XES_CASE, XES_ACTIVITY, XES_TIMESTAMP, XES_RESOURCE = (
     "case:concept:name",
     "concept:name",
@@ -90,6 +92,7 @@ class DatasetStats:
     start_time: datetime | None
     end_time: datetime | None
     columns: list[str]
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------
@@ -342,12 +345,16 @@ def _normalise(df: pd.DataFrame, mapping: ColumnMapping, filename: str, fmt: str
             rename[target] = _free_name(f"{target} (original)", df.columns)
     df = df.rename(columns=rename)
 
-    for col in (XES_CASE, XES_ACTIVITY, XES_TIMESTAMP):
-        _check_no_missing(df, col, _source_name(col, rename), filename)
     ts_format = mapping.timestamp_format if fmt in ("csv", "parquet") else None
-    df[XES_TIMESTAMP] = _parse_timestamps(
-        df[XES_TIMESTAMP], _source_name(XES_TIMESTAMP, rename), ts_format, filename
-    )
+    repair = ts_format == MIXED_TIMESTAMPS
+    for col in (XES_CASE, XES_ACTIVITY) if repair else (XES_CASE, XES_ACTIVITY, XES_TIMESTAMP):
+        _check_no_missing(df, col, _source_name(col, rename), filename)
+    if repair:
+        df[XES_TIMESTAMP] = _repair_timestamps(df, _source_name(XES_TIMESTAMP, rename), filename)
+    else:
+        df[XES_TIMESTAMP] = _parse_timestamps(
+            df[XES_TIMESTAMP], _source_name(XES_TIMESTAMP, rename), ts_format, filename
+        )
     for col in (XES_CASE, XES_ACTIVITY):
         df[col] = df[col].astype(KEY_STRING_DTYPE)
     if XES_RESOURCE in df.columns and not pd.api.types.is_string_dtype(df[XES_RESOURCE].dtype):
@@ -357,6 +364,22 @@ def _normalise(df: pd.DataFrame, mapping: ColumnMapping, filename: str, fmt: str
         df = _parse_other_datetimes(df)
     df = _parquet_safe(df)
     return df.reset_index(drop=True)
+
+
+def _repair_timestamps(df: pd.DataFrame, shown: str, filename: str) -> pd.Series:
+    """``timestampFormat=mixed``: parse each value in whichever known format it has and infer
+    missing ones from their case (flows.steps.enrichment.repair_timestamps); what was repaired
+    is reported as warnings stored with the dataset."""
+    from flows.steps.enrichment import repair_timestamps
+
+    repaired, report = repair_timestamps(df[XES_TIMESTAMP], df[XES_CASE])
+    if int(report.get("uninferable", 0)):
+        raise EventLogError(
+            f"{report['uninferable']} timestamp(s) in column '{shown}' of '{filename}' could "
+            "not be parsed or inferred (their case has no valid timestamp at all)."
+        )
+    df.attrs["pmjobs_warnings"] = list(report.get("warnings", []))
+    return _to_utc_us(repaired)
 
 
 def _check_mapping(roles: dict[str, str], df: pd.DataFrame, filename: str, fmt: str) -> None:
@@ -513,6 +536,7 @@ def _stats(df: pd.DataFrame, fmt: str) -> DatasetStats:
         start_time=None if pd.isna(start) else start.to_pydatetime(),
         end_time=None if pd.isna(end) else end.to_pydatetime(),
         columns=[str(c) for c in df.columns],
+        warnings=list(df.attrs.get("pmjobs_warnings", [])),
     )
 
 

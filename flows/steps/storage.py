@@ -77,6 +77,7 @@ def dataset_meta(
         "startTime": stats.start_time.isoformat() if stats.start_time else None,
         "endTime": stats.end_time.isoformat() if stats.end_time else None,
         "columns": stats.columns,
+        "warnings": list(getattr(stats, "warnings", [])),
         "sizeBytes": size_bytes,
         "createdBy": created_by,
         "tenantId": tenant_id,

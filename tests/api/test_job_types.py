@@ -282,3 +282,36 @@ def test_one_event_log_fails_with_a_reason(tenant_api: Api, tmp_path: Any) -> No
         )["jobId"]
     )
     assert job["status"] == "Failed" and "fewer than 2 events" in job["error"]
+
+
+def test_mixed_timestamps_are_repaired_at_upload_and_reported(
+    tenant_api: Api, tmp_path: Any
+) -> None:
+    path = tmp_path / "messy.csv"
+    path.write_text(
+        "case,act,ts\n"
+        "1,a,2024-01-01T10:00:00Z\n1,b,02.01.2024 11:00\n1,c,\n1,d,1704276000\n"
+        "2,a,01/05/2024\n2,b,2024-01-06\n"
+    )
+    form = {"caseColumn": "case", "activityColumn": "act", "timestampColumn": "ts"}
+    with path.open("rb") as fh:
+        strict = tenant_api.post("/datasets", files={"file": ("messy.csv", fh)}, data=form)
+    assert strict.status_code == 422, strict.text
+    with path.open("rb") as fh:
+        r = tenant_api.post(
+            "/datasets",
+            files={"file": ("messy.csv", fh)},
+            data={**form, "timestampFormat": "mixed"},
+        )
+    assert r.status_code == 201, r.text
+    warnings = {w["type"]: w["count"] for w in r.json()["warnings"]}
+    assert warnings == {"timestampRepaired": 3, "timestampInferred": 1}
+    job = _run(
+        tenant_api,
+        {
+            "jobName": "Enrich messy",
+            "jobType": "DataEnrichment",
+            "parameters": {"datasetId": r.json()["datasetId"]},
+        },
+    )
+    assert job["metrics"]["recordsProcessed"] == 6
