@@ -36,6 +36,15 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _rule_text(rule: Any) -> str:
+    if not isinstance(rule, dict):
+        return str(rule)
+    return (
+        f"{rule.get('rule')} — {rule.get('cases')} cases, "
+        f"{100 * float(rule.get('positiveRate') or 0):.0f}% positive"
+    )
+
+
 def render_page(title: str, result: dict[str, Any]) -> bytes:
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
@@ -59,7 +68,7 @@ def render_page(title: str, result: dict[str, Any]) -> bytes:
         parts.append(_table(cause.get("featureImportance", [])[:15]))
         parts.append(
             "<ul>"
-            + "".join(f"<li>{html.escape(str(r))}</li>" for r in cause.get("rules", []))
+            + "".join(f"<li>{html.escape(_rule_text(r))}</li>" for r in cause.get("rules", []))
             + "</ul>"
         )
         parts.append("</section>")

@@ -96,7 +96,7 @@ def _num(value: Any) -> float | None:
 
 def _json_value(value: Any) -> Any:
     """A cell as JSON: None for missing, ISO text for times, Python scalars otherwise."""
-    if value is None or (not isinstance(value, str | bytes) and pd.isna(value)):
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
         return None
     if isinstance(value, pd.Timestamp):
         return value.isoformat()
@@ -109,9 +109,9 @@ def kpis_by_attribute(cases: pd.DataFrame, attribute: str) -> list[dict[str, Any
     """KPIs per value of a case attribute.
 
     Missing values form their own group (value None). Numeric attributes with more than
-    MAX_NUMERIC_GROUPS distinct values are cut into quartile bins (value "[low, high]", listed
-    in bin order), since one group per amount would be unreadable; other attributes are
-    listed largest group first (ties by value).
+    MAX_NUMERIC_GROUPS distinct values are cut into quartile bins (values "[min, q1]",
+    "(q1, q2]", ..., in bin order), since one group per amount would be unreadable; other
+    attributes are listed largest group first (ties by value).
     """
     if attribute not in cases.columns:
         raise ValueError(
@@ -223,10 +223,10 @@ def root_cause(cases: pd.DataFrame, target: str = "long", max_depth: int = 3) ->
     ``sla_breached`` (the case table needs an SLA). A shallow decision tree is used because
     its splits read as rules a process owner can check, unlike a black-box score.
 
-    Features (every column beyond CASE_COLUMNS, i.e. the case attributes):
-    numbers, and text columns that hold only numbers (except identifiers such as
-    org:resource), are used as numbers (missing -> the
-    median plus a "<col> is missing" flag); booleans and other text are one-hot encoded,
+    Features (every column beyond CASE_COLUMNS, i.e. the case attributes): numbers, and
+    text columns that hold only numbers (except identifiers such as org:resource), are used
+    as numbers (missing -> the median plus a "<col> is missing" flag); booleans and other
+    text are one-hot encoded,
     keeping the MAX_CATEGORIES most frequent values (ties by value) and pooling the rest as
     "(other)", missing as "(missing)"; date-times and enrichment outcomes are skipped, as are
     features with one value only. The tree is fitted on a 75 % stratified split (seed 0) and
@@ -387,6 +387,9 @@ def _describe(conds: list[tuple[tuple[str, str, str], bool, float]]) -> list[str
     for (kind, col, value), above, thr in conds:
         if kind == "onehot" and value == "(missing)":
             phrases.append(f"{col} is missing" if above else f"{col} is present")
+        elif kind == "onehot" and value == "(other)":
+            rare = f"one of its rarer values (not the {MAX_CATEGORIES} most frequent)"
+            phrases.append(f"{col} is {rare}" if above else f"{col} is not {rare}")
         elif kind == "onehot":
             phrases.append(f"{col} is {value}" if above else f"{col} is not {value}")
         elif kind == "missing":
