@@ -14,8 +14,8 @@ from prefect import flow
 from prefect.states import State
 
 from flows.steps import enrichment
-from flows.steps.datasets import load_dataset, register_dataset
-from flows.steps.job_run import JobInputError, JobRun, Output, run_job
+from flows.steps.datasets import load_dataset, register_dataset, write_enriched_csv
+from flows.steps.job_run import JobInputError, JobRun, run_job
 
 STAGES = ["Loading", "Enriching", "Writing"]
 
@@ -61,19 +61,7 @@ def _work(run: JobRun) -> None:
     with run.stage("Writing"):
         name = f"{run.job_name} (enriched)"
         meta = register_dataset(run, enriched, name)
-        run.write_output(
-            Output(
-                "enriched.csv",
-                "EnrichedDataset",
-                "Events with derived columns",
-                "csv",
-                "data",
-                "text/csv",
-                primary=True,
-                extra={"recordCount": len(enriched), "datasetId": meta["datasetId"]},
-            ),
-            enrichment.csv_safe(enriched).to_csv(index=False).encode(),
-        )
+        write_enriched_csv(run, enriched, primary=True, datasetId=meta["datasetId"])
         run.summary = {
             "recordsProcessed": len(enriched),
             "dataQualityScore": round(100.0 * report["rowsOut"] / report["rowsIn"], 1)

@@ -24,7 +24,7 @@ from prefect import flow
 from prefect.states import State
 
 from flows.steps import analytics, conformance_extra, mining, process_map, report
-from flows.steps.datasets import load_dataset
+from flows.steps.datasets import load_dataset, write_enriched_csv
 from flows.steps.eventlog import XES_ACTIVITY, XES_CASE
 from flows.steps.job_run import JobInputError, JobRun, Output, run_job
 
@@ -46,18 +46,7 @@ def _outputs_data(run: JobRun, df: Any, comprehensive: bool) -> None:
     from flows.steps import enrichment, prediction
 
     enriched, _ = enrichment.enrich(df, {})
-    run.write_output(
-        Output(
-            "enriched.csv",
-            "EnrichedDataset",
-            "Events with derived columns",
-            "csv",
-            "data",
-            "text/csv",
-            extra={"recordCount": len(enriched)},
-        ),
-        enrichment.csv_safe(enriched).to_csv(index=False).encode(),
-    )
+    write_enriched_csv(run, enriched)
     if df[XES_CASE].nunique() < 20:
         run.warn("Model", "Too few cases (< 20) to train a remaining-time model", 1)
         return

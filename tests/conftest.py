@@ -45,6 +45,15 @@ def poll(fetch: Callable[[], Any], done: Callable[[Any], bool], timeout: float) 
         time.sleep(0.25)
 
 
+def canonical_events(tmp: Path, name: str) -> Any:
+    """A log from tests/data as jobs see it: ingested to canonical Parquet and loaded back."""
+    from flows.steps.eventlog import ColumnMapping, ingest, load_events
+
+    dest = tmp / f"{name}.parquet"
+    ingest(DATA / name, name, ColumnMapping(), dest)
+    return load_events(dest)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

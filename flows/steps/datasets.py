@@ -15,7 +15,7 @@ from flows.steps.eventlog import (
     load_events,
     store_events,
 )
-from flows.steps.job_run import JobInputError, JobRun
+from flows.steps.job_run import JobInputError, JobRun, Output
 
 
 def dataset_path(run: JobRun, dataset_id: str) -> Path:
@@ -97,3 +97,24 @@ def filter_time_window(df: pd.DataFrame, window: dict[str, Any]) -> pd.DataFrame
         else:
             keep &= first <= _utc(end)
     return df[keep]
+
+
+def write_enriched_csv(
+    run: JobRun, enriched: pd.DataFrame, primary: bool = False, **extra: Any
+) -> None:
+    """The EnrichedDataset output (CSV, cells escaped against spreadsheet formula injection)."""
+    from flows.steps.enrichment import csv_safe
+
+    run.write_output(
+        Output(
+            "enriched.csv",
+            "EnrichedDataset",
+            "Events with derived columns",
+            "csv",
+            "data",
+            "text/csv",
+            primary=primary,
+            extra={"recordCount": len(enriched), **extra},
+        ),
+        csv_safe(enriched).to_csv(index=False).encode(),
+    )

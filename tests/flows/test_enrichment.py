@@ -29,30 +29,22 @@ from flows.steps.eventlog import (
     XES_CASE,
     XES_RESOURCE,
     XES_TIMESTAMP,
-    ColumnMapping,
-    ingest,
-    load_events,
     ordered,
 )
+from tests.conftest import canonical_events
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 
 
-def _canonical(tmp: Path, name: str) -> pd.DataFrame:
-    dest = tmp / f"{name}.parquet"
-    ingest(DATA / name, name, ColumnMapping(), dest)
-    return load_events(dest)
-
-
 @pytest.fixture(scope="module")
 def receipt(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
-    return _canonical(tmp_path_factory.mktemp("enrich"), "receipt.csv")
+    return canonical_events(tmp_path_factory.mktemp("enrich"), "receipt.csv")
 
 
 @pytest.fixture(scope="module")
 def road(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
-    return _canonical(tmp_path_factory.mktemp("enrich"), "roadtraffic100traces.xes")
+    return canonical_events(tmp_path_factory.mktemp("enrich"), "roadtraffic100traces.xes")
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,9 +18,6 @@ from flows.steps.eventlog import (
     XES_ACTIVITY,
     XES_CASE,
     XES_TIMESTAMP,
-    ColumnMapping,
-    ingest,
-    load_events,
 )
 from flows.steps.kpis import (
     CASE_COLUMNS,
@@ -30,25 +27,20 @@ from flows.steps.kpis import (
     kpis_by_period,
     root_cause,
 )
+from tests.conftest import canonical_events
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 WEEK = 7 * 86400.0
 
 
-def _canonical(tmp: Path, name: str) -> pd.DataFrame:
-    dest = tmp / f"{name}.parquet"
-    ingest(DATA / name, name, ColumnMapping(), dest)
-    return load_events(dest)
-
-
 @pytest.fixture(scope="module")
 def receipt(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
-    return _canonical(tmp_path_factory.mktemp("kpis"), "receipt.csv")
+    return canonical_events(tmp_path_factory.mktemp("kpis"), "receipt.csv")
 
 
 @pytest.fixture(scope="module")
 def sepsis(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
-    return _canonical(tmp_path_factory.mktemp("kpis"), "Sepsis Cases - Event Log.xes.gz")
+    return canonical_events(tmp_path_factory.mktemp("kpis"), "Sepsis Cases - Event Log.xes.gz")
 
 
 @pytest.fixture(scope="module")

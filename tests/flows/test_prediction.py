@@ -16,7 +16,7 @@ import pytest
 import skops.io as sio
 from sklearn.preprocessing import FunctionTransformer
 
-from flows.steps.eventlog import XES_CASE, ColumnMapping, ingest, load_events
+from flows.steps.eventlog import XES_CASE
 from flows.steps.prediction import (
     FEATURES,
     SKOPS_TRUSTED_TYPES,
@@ -26,24 +26,19 @@ from flows.steps.prediction import (
     split_cases,
     train_remaining_time_model,
 )
+from tests.conftest import canonical_events
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 
-def _canonical(tmp: Path, name: str) -> pd.DataFrame:
-    dest = tmp / f"{name}.parquet"
-    ingest(DATA / name, name, ColumnMapping(), dest)
-    return load_events(dest)
-
-
 @pytest.fixture(scope="module")
 def receipt(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
-    return _canonical(tmp_path_factory.mktemp("pred"), "receipt.csv")
+    return canonical_events(tmp_path_factory.mktemp("pred"), "receipt.csv")
 
 
 @pytest.fixture(scope="module")
 def sepsis(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
-    return _canonical(tmp_path_factory.mktemp("pred"), "Sepsis Cases - Event Log.xes.gz")
+    return canonical_events(tmp_path_factory.mktemp("pred"), "Sepsis Cases - Event Log.xes.gz")
 
 
 @pytest.fixture(scope="module")
