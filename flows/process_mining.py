@@ -111,6 +111,9 @@ def _work(run: JobRun) -> None:
     with run.stage("Discovering"):
         result.update(mining.discover_frequencies(df))
         result["variants"] = mining.discover_variants(df)
+        cases = result["log"]["cases"]
+        for variant in result["variants"]:
+            variant["share"] = variant["count"] / cases
         result["caseDurations"] = mining.case_durations(df)
         if standard:
             model = mining.discover_model(df, noise_threshold=noise)
