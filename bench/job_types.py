@@ -38,7 +38,7 @@ def main() -> None:
         wall = time.monotonic() - t0
         print(
             f"{body['jobName']:<32} {job['status']:<10} submit→done {wall:7.1f} s   "
-            f"run {job['durationSeconds'] or 0:7.1f} s   peak RSS "
+            f"run {job['durationSeconds'] or 0:7.1f} s   RSS at end "
             f"{job['execution']['memoryUsage']}   {job.get('error') or ''}"
         )
 

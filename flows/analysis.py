@@ -21,8 +21,25 @@ from flows.steps import kpis
 from flows.steps.datasets import load_dataset
 from flows.steps.enrichment import csv_safe
 from flows.steps.job_run import JobInputError, JobRun, Output, run_job
+from flows.steps.report import human_duration
 
 STAGES = ["Waiting", "Loading", "Computing KPIs", "Root cause", "Writing"]
+
+
+_BUCKETS = {"D": "day", "W": "week", "M": "month"}
+
+
+def _cell(key: str, value: Any) -> str:
+    """Readable cell: durations as d/h/min, rates as %, other floats rounded."""
+    if value is None:
+        return "—"
+    if key.endswith("Seconds") and isinstance(value, int | float):
+        return human_duration(float(value))
+    if key.endswith("Rate") and isinstance(value, int | float):
+        return f"{100 * value:.1f}%"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
@@ -30,19 +47,14 @@ def _table(rows: list[dict[str, Any]]) -> str:
         return "<p>No data.</p>"
     head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>"
+        "<tr>" + "".join(f"<td>{html.escape(_cell(k, v))}</td>" for k, v in r.items()) + "</tr>"
         for r in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _rule_text(rule: Any) -> str:
-    if not isinstance(rule, dict):
-        return str(rule)
-    return (
-        f"{rule.get('rule')} — {rule.get('cases')} cases, "
-        f"{100 * float(rule.get('positiveRate') or 0):.0f}% positive"
-    )
+    return str(rule.get("rule")) if isinstance(rule, dict) else str(rule)
 
 
 def render_page(title: str, result: dict[str, Any]) -> bytes:
@@ -52,7 +64,7 @@ def render_page(title: str, result: dict[str, Any]) -> bytes:
         "margin:2rem}table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;"
         "padding:3px 8px;text-align:left}th{background:#f3f3f3}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
-        f"<section id='periods'><h2>By {result['timeBucket']}</h2>",
+        f"<section id='periods'><h2>By {_BUCKETS[result['timeBucket']]}</h2>",
         _table(result["byPeriod"]),
         "</section>",
     ]
@@ -62,8 +74,9 @@ def render_page(title: str, result: dict[str, Any]) -> bytes:
     if cause:
         parts += ["<section id='root-cause'><h2>Root cause</h2>"]
         parts.append(
-            f"<p>Target: {html.escape(str(cause.get('target')))}; held-out accuracy "
-            f"{cause.get('heldOutAccuracy')}</p>"
+            f"<p>{html.escape(str(cause.get('definition') or cause.get('target')))}. "
+            f"Held-out accuracy {_cell('', cause.get('heldOutAccuracy'))} "
+            f"(always guessing the majority: {_cell('', cause.get('baselineAccuracy'))}).</p>"
         )
         parts.append(_table(cause.get("featureImportance", [])[:15]))
         parts.append(
