@@ -319,6 +319,42 @@ class JobRun:
             "details": self.details,
         }
         storage.write_json_atomic(self.out_dir / storage.MANIFEST, manifest)
+        self._publish_outputs(outputs, partial)
+
+    def _publish_outputs(self, outputs: list[dict[str, Any]], partial: bool) -> None:
+        """List the outputs as a markdown artifact, so the Prefect UI shows what the run made
+        and where the API serves it (downloads need a token, hence paths, not links)."""
+        base = (
+            f"/api/{self.job.get('tenantId')}/{self.job.get('projectId')}"
+            f"/execution/job/{self.flow_run_id}/artifacts"
+        )
+        rows = [
+            f"| {o['type']} | {o['title']} | {o['format']} | {o['sizeBytes']:,} B | "
+            f"`{base}/{o['name']}` |"
+            for o in outputs
+        ]
+        title = "Partial results (cancelled)" if partial else "Results"
+        markdown = "\n".join(
+            [
+                f"### {title}",
+                "",
+                "| type | title | format | size | download (API, with a token) |",
+                "|---|---|---|---|---|",
+                *rows,
+            ]
+        )
+        try:
+            self._client.create_artifact(
+                ArtifactCreate(
+                    type="markdown",
+                    key=f"results-{self.flow_run_id}",
+                    data=markdown,
+                    flow_run_id=self.flow_run_id,
+                    description=f"{len(outputs)} outputs",
+                )
+            )
+        except Exception as exc:  # noqa: BLE001 - the UI listing must never fail the job
+            log.warning("could not publish the results artifact: %s", exc)
 
     def discard_outputs(self) -> None:
         shutil.rmtree(self.out_dir, ignore_errors=True)

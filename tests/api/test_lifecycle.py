@@ -8,6 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pm4py
 import pytest
 
@@ -73,6 +74,17 @@ def test_process_mining_job_matches_pm4py(tenant_api: Api, road_dataset: dict[st
     fitness = pm4py.fitness_token_based_replay(log, net, im, fm)
     assert result["fitness"]["logFitness"] == fitness["log_fitness"]
     assert result["precision"] == pm4py.precision_token_based_replay(log, net, im, fm)
+
+    # the run is readable in Prefect: its progress bar and the list of what it produced
+    prefect = f"http://127.0.0.1:{tenant_api.stack.env['PMJOBS_PREFECT_PORT']}/api"
+    artifacts = httpx.post(
+        f"{prefect}/artifacts/filter",
+        json={"artifacts": {"flow_run_id": {"any_": [job["jobId"]]}}},
+        timeout=30,
+    ).json()
+    kinds = {a["type"]: a for a in artifacts}
+    assert kinds["progress"]["data"] == 100
+    assert "result.json" in kinds["markdown"]["data"]
 
     svg = tenant_api.get(by_type["ProcessMap"]["downloadUrl"])
     assert svg.status_code == 200 and b"<svg" in svg.content
