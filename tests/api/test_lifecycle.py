@@ -96,8 +96,9 @@ def test_results_filters_and_download(tenant_api: Api, road_dataset: dict[str, A
     job = tenant_api.wait(tenant_api.submit(_pm_job(road_dataset))["jobId"])
     base = f"/execution/job/{job['jobId']}/results"
     models = tenant_api.get(base, params={"outputType": "models"}).json()
-    assert models["results"]["primaryOutput"]["type"] == "ProcessModel"
-    assert models["results"]["additionalOutputs"] == []
+    listed = [models["results"]["primaryOutput"], *models["results"]["additionalOutputs"]]
+    assert {o["name"] for o in listed} == {"model.pnml", "model.bpmn"}
+    assert {o["outputType"] for o in listed} == {"models"}
     bare = tenant_api.get(base, params={"includeArtifacts": "false"}).json()
     assert bare["results"] == {"primaryOutput": None, "additionalOutputs": []}
     assert (
