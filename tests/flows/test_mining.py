@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import statistics
 import time
 import xml.etree.ElementTree as ET
@@ -31,7 +30,6 @@ ROADTRAFFIC = DATA / "roadtraffic100traces.xes"
 RECEIPT = DATA / "receipt.csv"
 SEPSIS = DATA / "Sepsis Cases - Event Log.xes.gz"
 SVG_NS = "{http://www.w3.org/2000/svg}"
-needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz 'dot' not installed")
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -273,7 +271,6 @@ def _assert_self_contained(svg: bytes) -> None:
                 assert not value.strip().lower().startswith(("http:", "https:", "file:", "//"))
 
 
-@needs_dot
 def test_render_svg_real_log(receipt_result: dict[str, Any]) -> None:
     svg = render_svg(receipt_result)
     texts = _svg_texts(svg)
@@ -283,7 +280,6 @@ def test_render_svg_real_log(receipt_result: dict[str, Any]) -> None:
     _assert_self_contained(svg)
 
 
-@needs_dot
 def test_render_svg_escapes_awkward_names() -> None:
     awkward = ['A & "B" <C>', "R&amp;D", "back\\slash\\n", "<html>", "Zürich – 東京 🚀", "x -- y"]
     rows = [
