@@ -8,9 +8,13 @@ Rows are stored in the original file order; :func:`ordered` gives pm4py's event 
 
 from __future__ import annotations
 
+import codecs
 import contextlib
+import csv
+import dataclasses
 import gzip
 import json
+import logging
 import os
 import re
 import shutil
@@ -54,8 +58,11 @@ PM4PY_ATTRS = {
     "pm4py:param:case_id_key": XES_CASE,
 }
 
+log = logging.getLogger("pmjobs.eventlog")
+
 _META_KEY = b"pmjobs"
 _HEAD_BYTES = 8192
+_CHUNK = 1024 * 1024  # uploads are always read in chunks of this size, never whole
 _CSV_SEPARATORS = (",", ";", "\t", "|")
 # A value that is clearly a date-time: used to decide which extra CSV columns to parse as dates.
 _ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
@@ -63,6 +70,23 @@ _ISO_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 
 class EventLogError(ValueError):
     """Input that is not a usable event log; str(e) is a sentence a person understands."""
+
+
+class InputTooLarge(EventLogError):
+    """Input refused because it expands beyond a size limit (the API answers 413)."""
+
+
+@dataclass(frozen=True)
+class IngestLimits:
+    """Bounds on what an upload may expand into, so that a small hostile file (gzip bomb, one
+    gigabyte-long CSV line, thousands of columns) is refused before it costs memory.
+
+    The API passes the ``PMJOBS_MAX_*`` settings; the defaults here are the same.
+    """
+
+    max_decompressed_bytes: int = 4 * 1024 * 1024 * 1024
+    max_csv_line_bytes: int = 4 * 1024 * 1024
+    max_columns: int = 5000
 
 
 @dataclass(frozen=True)
@@ -133,15 +157,23 @@ def detect_format(filename: str, head: bytes) -> str:
 # Public entry points
 
 
-def ingest(source: Path, filename: str, mapping: ColumnMapping, dest: Path) -> DatasetStats:
+def ingest(
+    source: Path,
+    filename: str,
+    mapping: ColumnMapping,
+    dest: Path,
+    limits: IngestLimits | None = None,
+) -> DatasetStats:
     """Read, validate and normalise an uploaded log and store it as canonical Parquet at `dest`.
 
     `source` holds the uploaded bytes; `filename` is the client's name, used only for format
-    detection and messages. Any problem with the input raises EventLogError and leaves `dest`
-    untouched (the file is written to a temporary name and renamed into place).
+    detection and messages. Any problem with the input raises EventLogError (InputTooLarge past
+    a limit) and leaves `dest` untouched: the file is written to a temporary name and renamed
+    into place, and scratch copies (a decompressed XES.gz, a transcoded CSV) are removed.
     """
     source = Path(source)
     dest = Path(dest)
+    limits = limits or IngestLimits()
     try:
         size = source.stat().st_size
         with source.open("rb") as fh:
@@ -154,16 +186,34 @@ def ingest(source: Path, filename: str, mapping: ColumnMapping, dest: Path) -> D
         raise EventLogError(f"The uploaded file '{filename}' is empty (0 bytes).")
 
     fmt = detect_format(filename, head)
-    if fmt in ("xes", "xes.gz"):
-        df = _read_xes(source, fmt, filename)
-        mapping = ColumnMapping()  # XES already uses the XES names
-    elif fmt == "csv":
-        df = _read_csv(source, head, filename, mapping)
-    else:
-        df = _read_parquet(source, filename)
-
-    df = _normalise(df, mapping, filename, fmt)
+    notes: list[dict[str, Any]] = []
+    with _Scratch(dest.parent) as scratch:
+        try:
+            if fmt in ("xes", "xes.gz"):
+                plain = _guard_xes(source, fmt, filename, limits, scratch)
+                df = _read_xes(plain, "xes" if plain != source else fmt, filename)
+                mapping = ColumnMapping()  # XES already uses the XES names
+            elif fmt == "csv":
+                df = _read_csv(source, head, filename, mapping, limits, scratch, notes)
+            else:
+                df = _read_parquet(source, filename, limits)
+            _check_column_count(len(df.columns), filename, limits)
+            df = _normalise(df, mapping, filename, fmt)
+        except EventLogError:
+            raise
+        except MemoryError as exc:
+            raise InputTooLarge(
+                f"'{filename}' is too large to be processed in this server's memory."
+            ) from exc
+        except Exception as exc:  # an input no check foresaw: still the uploader's 422, not a 500
+            log.warning("unexpected error reading %r", filename, exc_info=True)
+            raise EventLogError(
+                f"'{filename}' could not be read as an event log: "
+                f"{type(exc).__name__}: {_reason(exc)}."
+            ) from exc
     stats = _stats(df, fmt)
+    if notes:
+        stats = dataclasses.replace(stats, warnings=notes + stats.warnings)
     _write_parquet_atomic(df, dest, fmt, filename)
     return stats
 
@@ -208,19 +258,383 @@ def ordered(df: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------
+# Guards: cheap streaming checks that run before any parser sees an upload.
+
+
+class _Scratch:
+    """A hidden folder next to `dest` for temporary copies, made on first use, always removed."""
+
+    def __init__(self, parent: Path) -> None:
+        self.parent = parent
+        self._dir: Path | None = None
+
+    def __enter__(self) -> _Scratch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+
+    def path(self, name: str) -> Path:
+        if self._dir is None:
+            self.parent.mkdir(parents=True, exist_ok=True)
+            self._dir = Path(tempfile.mkdtemp(prefix=".ingest-", dir=self.parent))
+        return self._dir / name
+
+
+def _size(n: int) -> str:
+    """Bytes for a message: '4 GiB', '1.5 MiB', '800 bytes'."""
+    for unit, factor in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= factor:
+            return f"{n / factor:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{n} bytes"
+
+
+def _check_column_count(
+    count: int, filename: str, limits: IngestLimits, *, at_least: bool = False
+) -> None:
+    if count > limits.max_columns:
+        many = f"more than {count}" if at_least else str(count)
+        raise EventLogError(
+            f"'{filename}' has {many} columns; this server accepts at most "
+            f"{limits.max_columns}. Keep the columns the analysis needs and upload it again."
+        )
+
+
+def _guard_xes(
+    source: Path, fmt: str, filename: str, limits: IngestLimits, scratch: _Scratch
+) -> Path:
+    """Refuse XML and gzip bombs before an XML parser sees the file; return the plain XES.
+
+    Parser-independent on purpose: pm4py's lxml importer, r4pm or any faster reader only ever
+    get a file without entity declarations, DTDs or external references, and an XES.gz is
+    decompressed here (streamed, counted against ``max_decompressed_bytes``) into a scratch
+    file, so no reader decompresses anything itself.
+    """
+    guard = _XmlGuard(filename)
+    if fmt != "xes.gz":
+        with source.open("rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                guard.feed(chunk)
+        guard.close()
+        return source
+    plain = scratch.path("decompressed.xes")
+    with plain.open("wb") as out:
+        for chunk in _gunzip(source, filename, limits.max_decompressed_bytes):
+            guard.feed(chunk)
+            out.write(chunk)
+    guard.close()
+    return plain
+
+
+def _gunzip(source: Path, filename: str, limit: int) -> Iterator[bytes]:
+    """Decompress in chunks, refusing the file as soon as it passes `limit` bytes."""
+    total = 0
+    try:
+        with gzip.open(source, "rb") as gz:
+            while chunk := gz.read(_CHUNK):
+                total += len(chunk)
+                if total > limit:
+                    raise InputTooLarge(
+                        f"'{filename}' expands to more than {_size(limit)} when decompressed, "
+                        "the most this server accepts (a file that expands this much is "
+                        "refused as a possible 'gzip bomb'). Upload a smaller log."
+                    )
+                yield chunk
+    except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise EventLogError(
+            f"'{filename}' could not be read as XES.gz: the compressed data is truncated or "
+            f"corrupt ({_reason(exc)})."
+        ) from exc
+
+
+# Encodings an XES may declare: all keep '<', '!' and letters as in ASCII (or are UTF-16,
+# which is decoded here); anything else (UTF-7, UTF-32, EBCDIC...) could hide a declaration.
+_XML_ENCODINGS = re.compile(
+    r"(utf-?8|(us-)?ascii|iso[-_]?8859-\d{1,2}|latin-?1|(windows|cp)-?125\d|utf-?16(-?[lb]e)?)",
+    re.IGNORECASE,
+)
+_XML_DECLARED_ENCODING = re.compile(
+    r"""^\ufeff?\s*<\?xml[^>]*?\sencoding\s*=\s*["']([^"']{0,40})["']"""
+)
+_BARE_DOCTYPE = re.compile(rb"<!doctype\s+[\w:.\-]+\s*>", re.IGNORECASE)
+_GUARD_TAIL = 256  # text kept between chunks so a marker split across two chunks is still seen
+_GUARD_HEAD = 1024  # bytes read before the encoding (BOM, XML declaration) is decided
+
+
+class _XmlGuard:
+    """Streaming scan of an XES's text (lower-cased) for entity declarations and DTDs.
+
+    XES never needs either; refusing them outright defeats billion laughs, quadratic blow-up
+    and XXE whatever parser runs afterwards. A bare ``<!DOCTYPE log>`` is harmless and allowed.
+    """
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self._decoder: codecs.IncrementalDecoder | None = None
+        self._head: bytes | None = b""  # the first bytes, until the encoding is known
+        self._window = b""
+
+    def feed(self, chunk: bytes) -> None:
+        if self._head is not None:  # decide the encoding on a real prefix, however the
+            self._head += chunk  # data was split (a gzip member can hold a single byte)
+            if len(self._head) < _GUARD_HEAD:
+                return
+            chunk, self._head = self._head, None
+            self._start(chunk)
+        self._scan(self._window + self._ascii(chunk), final=False)
+
+    def close(self) -> None:
+        if self._head is not None:
+            chunk, self._head = self._head, None
+            self._start(chunk)
+            self._window += self._ascii(chunk)
+        tail = self._ascii(b"", final=True) if self._decoder is not None else b""
+        self._scan(self._window + tail, final=True)
+
+    def _ascii(self, chunk: bytes, final: bool = False) -> bytes:
+        """The chunk in an ASCII-compatible form: as is, or UTF-16 decoded to UTF-8."""
+        if self._decoder is None:
+            return chunk
+        return self._decoder.decode(chunk, final).encode("utf-8", "replace")
+
+    def _start(self, head: bytes) -> None:
+        if head[:4] in (
+            b"\xff\xfe\x00\x00",
+            b"\x00\x00\xfe\xff",
+            b"<\x00\x00\x00",
+            b"\x00\x00\x00<",
+        ):
+            self._refuse_encoding("UTF-32")
+        if head[:4] == b"\x4c\x6f\xa7\x94":  # '<?xm' in EBCDIC
+            self._refuse_encoding("EBCDIC")
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+            codec = "utf-16"
+        elif head.startswith(b"<\x00"):
+            codec = "utf-16-le"
+        elif head.startswith(b"\x00<"):
+            codec = "utf-16-be"
+        else:
+            codec = None
+        if codec:
+            self._decoder = codecs.getincrementaldecoder(codec)(errors="replace")
+            text = codecs.getincrementaldecoder(codec)(errors="replace").decode(head[:_GUARD_HEAD])
+        else:
+            text = head[:_GUARD_HEAD].decode("latin-1")
+        declared = _XML_DECLARED_ENCODING.match(text)
+        if declared and not _XML_ENCODINGS.fullmatch(declared.group(1).strip()):
+            self._refuse_encoding(declared.group(1).strip())
+
+    def _scan(self, data: bytes, final: bool) -> None:
+        """Check every ``<!`` (rare in XES: comments, CDATA) for ENTITY or a non-bare DOCTYPE;
+        one that is too close to the end to judge waits in the window for the next chunk."""
+        at = data.find(b"<!")
+        while at >= 0:
+            if not final and len(data) - at < _GUARD_TAIL:
+                break
+            word = data[at + 2 : at + 9].lower()
+            if word == b"doctype" and b"<!entity" in data[at : at + _CHUNK].lower():
+                word = b"entity"  # name the real danger of this DTD
+            if word.startswith(b"entity"):
+                raise EventLogError(
+                    f"'{self.filename}' was refused: it declares XML entities (<!ENTITY ...>). "
+                    "XES logs never need them, and they can make a small file expand to "
+                    "gigabytes in the parser (an 'XML bomb') or read files on the server (XXE). "
+                    "Remove the DOCTYPE and ENTITY declarations and upload it again."
+                )
+            if word == b"doctype" and not _BARE_DOCTYPE.match(data, at):
+                raise EventLogError(
+                    f"'{self.filename}' was refused: it has a DOCTYPE with a DTD or an external "
+                    "reference (SYSTEM/PUBLIC). XES logs do not use DTDs and this server never "
+                    "fetches external documents. Remove the <!DOCTYPE ...> declaration and "
+                    "upload it again."
+                )
+            at = data.find(b"<!", at + 2)
+        self._window = data[-_GUARD_TAIL:] if at < 0 else data[at:]
+
+    def _refuse_encoding(self, name: str) -> None:
+        raise EventLogError(
+            f"'{self.filename}' was refused: its XML encoding '{name}' is not accepted. Save the "
+            "XES as UTF-8 (UTF-16, ISO-8859 and Windows-125x are accepted too) and upload it "
+            "again."
+        )
+
+
+_ENCODING_NAMES = {
+    "utf-8-sig": "UTF-8",
+    "cp1252": "Windows-1252 (Western European)",
+    "cp1254": "Windows-1254 (Turkish)",
+}
+_UTF8_SEQUENCE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
+)
+_HIGH_BYTES = bytes(range(0x80, 0x100))
+# Ğ İ Ş ğ ı ş in Windows-1254; in Windows-1252 the same bytes are the rare Ð Ý Þ ð ý þ.
+_TURKISH_LETTERS = tuple(bytes([b]) for b in b"\xd0\xdd\xde\xf0\xfd\xfe")
+
+
+@dataclass
+class _CsvScan:
+    """What one streaming pass over a CSV learnt (see :func:`_scan_csv`)."""
+
+    header: bytes = b""
+    utf8: bool = True
+    bad_line: int = 0
+    bad_byte: int = 0
+    utf8_bytes: int = 0  # non-ASCII bytes that form valid UTF-8 sequences
+    stray_bytes: int = 0  # non-ASCII bytes that do not
+    turkish: int = 0
+
+
+def _utf16_as_utf8(
+    source: Path, head: bytes, filename: str, scratch: _Scratch
+) -> tuple[Path, bytes]:
+    """A CSV with a UTF-16 byte-order mark is transcoded (streamed) to a UTF-8 scratch copy."""
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        raise EventLogError(
+            f"'{filename}' is UTF-32 text, which is not accepted; save it as UTF-8 "
+            "(or UTF-16) and upload it again."
+        )
+    if not head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return source, head
+    plain = scratch.path("utf8.csv")
+    decoder = codecs.getincrementaldecoder("utf-16")()
+    try:
+        with source.open("rb") as fh, plain.open("wb") as out:
+            while chunk := fh.read(_CHUNK):
+                out.write(decoder.decode(chunk).encode("utf-8"))
+            out.write(decoder.decode(b"", final=True).encode("utf-8"))
+    except UnicodeError as exc:
+        raise EventLogError(
+            f"'{filename}' starts with a UTF-16 byte-order mark but is not valid UTF-16 text "
+            f"({_reason(exc)}); save it as UTF-8 and upload it again."
+        ) from exc
+    with plain.open("rb") as fh:
+        return plain, fh.read(_HEAD_BYTES)
+
+
+def _scan_csv(source: Path, filename: str, sep: str, limits: IngestLimits) -> _CsvScan:
+    """One pass in chunks: no NUL bytes, no line over ``max_csv_line_bytes``, the header line,
+    and whether the text is UTF-8 (or else how its non-ASCII bytes look)."""
+    scan = _CsvScan()
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line, length, in_header = 1, 0, True  # line number, its length so far, still on line 1
+    with source.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            if b"\x00" in chunk:
+                at = line + _line_breaks(chunk[: chunk.index(b"\x00")])
+                raise EventLogError(
+                    f"'{filename}' could not be read as CSV: it contains binary data (a NUL "
+                    f"byte on line {at}), not text. If it is UTF-16 text, save it with a "
+                    "byte-order mark or as UTF-8."
+                )
+            parts = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+            if in_header:
+                scan.header += parts[0][: limits.max_csv_line_bytes + 1 - len(scan.header)]
+                in_header = len(parts) == 1
+            _scan_text(scan, decoder, chunk, line)
+            lengths = [length + len(parts[0]), *map(len, parts[1:])]
+            if max(lengths) > limits.max_csv_line_bytes:
+                too_long = line + next(
+                    i for i, n in enumerate(lengths) if n > limits.max_csv_line_bytes
+                )
+                _refuse_long_line(scan, too_long, filename, sep, limits)
+            line += len(parts) - 1
+            length = lengths[-1]
+    if scan.utf8:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            scan.utf8, scan.bad_line, scan.bad_byte = False, line, 0
+    return scan
+
+
+def _line_breaks(data: bytes) -> int:
+    return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+
+
+def _scan_text(scan: _CsvScan, decoder: codecs.IncrementalDecoder, chunk: bytes, line: int) -> None:
+    if chunk.isascii():
+        return
+    high = len(chunk) - len(chunk.translate(None, _HIGH_BYTES))
+    if scan.utf8:
+        try:
+            decoder.decode(chunk)
+            scan.utf8_bytes += high
+            return
+        except UnicodeDecodeError as exc:
+            at = min(max(exc.start, 0), len(chunk) - 1)
+            scan.utf8, scan.bad_byte = False, chunk[at]
+            scan.bad_line = line + _line_breaks(chunk[:at])
+    valid = sum(len(m) for m in _UTF8_SEQUENCE.findall(chunk))
+    scan.utf8_bytes += valid
+    scan.stray_bytes += high - valid
+    scan.turkish += sum(chunk.count(b) for b in _TURKISH_LETTERS)
+
+
+def _refuse_long_line(
+    scan: _CsvScan, line: int, filename: str, sep: str, limits: IngestLimits
+) -> None:
+    if line == 1:  # a header that long is (almost always) one with far too many columns
+        seen = scan.header.count(sep.encode())  # in the part of the header read so far
+        _check_column_count(seen, filename, limits, at_least=True)
+    raise EventLogError(
+        f"'{filename}' could not be read as CSV: line {line} is longer than "
+        f"{_size(limits.max_csv_line_bytes)}, the most this server accepts. An event log has "
+        "one event per line; check the separator and the line breaks."
+    )
+
+
+def _check_header(header: bytes, sep: str, filename: str, limits: IngestLimits) -> None:
+    text = header.decode("latin-1")  # separators and quotes are ASCII in every accepted encoding
+    count = text.count(sep) + 1  # an upper bound, exact unless names are quoted
+    if count > limits.max_columns and '"' in text:
+        with contextlib.suppress(csv.Error):  # e.g. a name over csv's own field size limit
+            count = len(next(csv.reader([text], delimiter=sep), []))
+    _check_column_count(count, filename, limits)
+
+
+def _choose_encoding(scan: _CsvScan, filename: str, notes: list[dict[str, Any]]) -> str:
+    """UTF-8 when it is; a file that is mostly UTF-8 with stray bytes is broken (refused, since
+    any guess would garble it); otherwise a Windows code page, Turkish when its letters occur."""
+    if scan.utf8:
+        return "utf-8-sig"
+    if scan.utf8_bytes > scan.stray_bytes:
+        raise EventLogError(
+            f"'{filename}' is not valid UTF-8: line {scan.bad_line} has the byte "
+            f"0x{scan.bad_byte:02X}, which is not UTF-8, while the rest of the file is UTF-8 "
+            "text. Save the file as UTF-8 and upload it again."
+        )
+    encoding = "cp1254" if scan.turkish else "cp1252"
+    notes.append(
+        {
+            "type": "encodingAssumed",
+            "message": f"'{filename}' is not UTF-8; it was read as {_ENCODING_NAMES[encoding]}. "
+            "Save it as UTF-8 to be sure every character is read as meant.",
+            "count": scan.stray_bytes,
+        }
+    )
+    return encoding
+
+
+# --------------------------------------------------------------------------------------------
 # Readers: each returns the raw frame or raises EventLogError.
 
 
 def _read_xes(source: Path, fmt: str, filename: str) -> pd.DataFrame:
-    """Read with pm4py's default importer, exactly as a user calling pm4py.read_xes would."""
-    import pm4py  # heavy (and prints a banner), so only when a worker actually reads XES
+    """The frame pm4py's default (iterparse) importer gives: read by r4pm where that is provably
+    the same frame, else by pm4py itself (always with ``PMJOBS_MINING_ENGINE=pm4py``)."""
+    from flows.steps import mining_engine
+    from flows.steps.fastpm import xes  # pm4py is heavy: only when a worker actually reads XES
 
+    plain = mining_engine.current().name == mining_engine.PLAIN
+    read = xes.read_xes_iterparse if plain else xes.read_xes
     kind = "XES.gz" if fmt == "xes.gz" else "XES"
     try:
-        # No warnings.catch_warnings() here: it is not thread-safe (the API calls this in a
-        # thread) and pm4py's "install r4pm" hint is shown only once per process anyway.
         with _xes_path(source, fmt) as path:
-            df = pm4py.read_xes(str(path), show_progress_bar=False)
+            df = read(path)
+    except xes.XesError as exc:
+        raise EventLogError(f"'{filename}' could not be read as {kind}: {exc}") from exc
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise EventLogError(
             f"'{filename}' could not be read as {kind}: the compressed data is truncated or "
@@ -262,30 +676,41 @@ def _xes_path(source: Path, fmt: str) -> Iterator[Path]:
         yield link
 
 
-def _read_csv(source: Path, head: bytes, filename: str, mapping: ColumnMapping) -> pd.DataFrame:
-    """Read a CSV with pandas; key columns as text so ids like "007" survive unchanged."""
-    if b"\x00" in head:
-        raise EventLogError(
-            f"'{filename}' could not be read as CSV: it contains binary data, not text."
-        )
+def _read_csv(
+    source: Path,
+    head: bytes,
+    filename: str,
+    mapping: ColumnMapping,
+    limits: IngestLimits,
+    scratch: _Scratch,
+    notes: list[dict[str, Any]],
+) -> pd.DataFrame:
+    """Read a CSV with pandas; key columns as text so ids like "007" survive unchanged.
+
+    A streaming pre-scan first refuses what would make pandas buffer unbounded data (a
+    gigabyte-long line, millions of columns) or silently garble text (broken UTF-8), and picks
+    the encoding; pandas only ever sees a file that passed it.
+    """
+    source, head = _utf16_as_utf8(source, head, filename, scratch)
     sep = _sniff_separator(head)
+    scan = _scan_csv(source, filename, sep, limits)
+    _check_header(scan.header, sep, filename, limits)
+    encoding = _choose_encoding(scan, filename, notes)
     text_cols = [mapping.case, mapping.activity, mapping.timestamp]
     if mapping.resource:
         text_cols.append(mapping.resource)
     dtype = dict.fromkeys(text_cols, "str")
-    last_exc: Exception | None = None
-    for encoding in ("utf-8-sig", "cp1252"):
-        try:
-            return pd.read_csv(source, sep=sep, dtype=dtype, encoding=encoding, low_memory=False)
-        except UnicodeDecodeError as exc:
-            last_exc = exc
-        except pd.errors.EmptyDataError as exc:
-            raise EventLogError(f"'{filename}' contains no data (no header row).") from exc
-        except (pd.errors.ParserError, ValueError, OverflowError) as exc:
-            raise EventLogError(f"'{filename}' is not a valid CSV file: {_reason(exc)}.") from exc
-    raise EventLogError(
-        f"'{filename}' could not be read as CSV: it is neither UTF-8 nor Windows-1252 text."
-    ) from last_exc
+    try:
+        return pd.read_csv(source, sep=sep, dtype=dtype, encoding=encoding, low_memory=False)
+    except UnicodeDecodeError as exc:
+        raise EventLogError(
+            f"'{filename}' could not be read as CSV: it is neither UTF-8 nor "
+            f"{_ENCODING_NAMES[encoding]} text. Save it as UTF-8 and upload it again."
+        ) from exc
+    except pd.errors.EmptyDataError as exc:
+        raise EventLogError(f"'{filename}' contains no data (no header row).") from exc
+    except (pd.errors.ParserError, ValueError, OverflowError) as exc:
+        raise EventLogError(f"'{filename}' is not a valid CSV file: {_reason(exc)}.") from exc
 
 
 def _reason(exc: BaseException) -> str:
@@ -304,11 +729,47 @@ def _sniff_separator(head: bytes) -> str:
     return best if counts[best] > 0 else ","
 
 
-def _read_parquet(source: Path, filename: str) -> pd.DataFrame:
+def _read_parquet(source: Path, filename: str, limits: IngestLimits) -> pd.DataFrame:
+    """Check the schema and sizes in the footer first: nested columns, thousands of columns or a
+    few kilobytes that decode to gigabytes are refused before any row is read."""
     try:
-        return pd.read_parquet(source, engine="pyarrow")
+        meta = pq.ParquetFile(source).metadata
+        schema = meta.schema.to_arrow_schema()
     except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... on corrupt files
         raise EventLogError(f"'{filename}' could not be read as Parquet: {_reason(exc)}.") from exc
+    _check_column_count(len(schema), filename, limits)
+    names = [f.name for f in schema]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise EventLogError(
+            f"'{filename}' has several columns named {_list_columns(pd.Index(duplicated))}; "
+            "every column needs its own name."
+        )
+    nested = [f"'{f.name}' ({f.type})" for f in schema if _is_nested(f.type)][:10]
+    if nested:
+        raise EventLogError(
+            f"'{filename}' has nested columns (lists, structs or maps): {', '.join(nested)}. "
+            "An event log needs one plain value (text, number, date) per column; flatten these "
+            "columns or drop them and upload again."
+        )
+    if meta.num_rows == 0:
+        raise EventLogError(f"'{filename}' contains no events (the Parquet file has no rows).")
+    expanded = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    if expanded > limits.max_decompressed_bytes:
+        raise InputTooLarge(
+            f"'{filename}' expands to {_size(expanded)} when decompressed, more than the "
+            f"{_size(limits.max_decompressed_bytes)} this server accepts."
+        )
+    try:
+        return pd.read_parquet(source, engine="pyarrow")
+    except Exception as exc:
+        raise EventLogError(f"'{filename}' could not be read as Parquet: {_reason(exc)}.") from exc
+
+
+def _is_nested(kind: pa.DataType) -> bool:
+    if pa.types.is_dictionary(kind):
+        return _is_nested(kind.value_type)
+    return pa.types.is_nested(kind)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Process-mining stages of a pmjobs job: pure functions from an event-log DataFrame to JSON.
 
-Every number is computed by pm4py's simplified interface on one canonical frame, so that the
-published ``ProcessMiningResult`` equals what pm4py reports for the same log:
+Every number is what pm4py's simplified interface reports on one canonical frame, computed by
+the engine ``PMJOBS_MINING_ENGINE`` selects (:mod:`flows.steps.mining_engine`: exact fast paths
+by default, or pm4py itself), so the published ``ProcessMiningResult`` equals pm4py's output:
 
 * columns ``case:concept:name``, ``concept:name``, ``time:timestamp`` (XES names, tz-aware
   timestamps, as produced by ``pm4py.read_xes`` / ``pm4py.format_dataframe``);
@@ -27,6 +28,8 @@ from typing import Any
 import pandas as pd
 import pm4py
 from pm4py.objects.petri_net.obj import Marking, PetriNet
+
+from flows.steps import mining_engine
 
 CASE = "case:concept:name"
 ACTIVITY = "concept:name"
@@ -109,9 +112,10 @@ def discover_frequencies(df: pd.DataFrame) -> dict[str, Any]:
     stable across runs. ``meanSeconds`` is pm4py's performance-DFG mean for the edge.
     """
     frame = prepare(df)
-    frequency, start, end = pm4py.discover_dfg(frame)
-    performance, _, _ = pm4py.discover_performance_dfg(frame, perf_aggregation_key="mean")
-    activities = pm4py.get_event_attribute_values(frame, ACTIVITY)
+    engine = mining_engine.current()
+    frequency, start, end = engine.discover_dfg(frame)
+    performance = engine.discover_performance_dfg_mean(frame)
+    activities = engine.get_event_attribute_values(frame)
     edges = [
         {
             "source": str(source),
@@ -137,7 +141,7 @@ def discover_variants(df: pd.DataFrame) -> list[dict[str, Any]]:
     sequence in descending lexicographic (code point) order, i.e. sort key
     ``(count, activities)`` reversed. This does not depend on case ids or row order.
     """
-    variants = pm4py.get_variants(prepare(df))
+    variants = mining_engine.current().get_variants(prepare(df))
     ordered = sorted(
         ((tuple(str(a) for a in acts), int(count)) for acts, count in variants.items()),
         key=lambda item: (item[1], item[0]),
@@ -152,7 +156,7 @@ def case_durations(df: pd.DataFrame) -> dict[str, Any]:
     ``mean`` uses ``statistics.fmean`` (an exactly rounded ``math.fsum``), so it does not
     depend on summation order; ``median`` averages the two middle values for even counts.
     """
-    durations = [float(d) for d in pm4py.get_all_case_durations(prepare(df))]
+    durations = [float(d) for d in mining_engine.current().get_all_case_durations(prepare(df))]
     return {
         "count": len(durations),
         "min": min(durations),
@@ -168,8 +172,8 @@ def discover_model(
     """Inductive miner Petri net (IMf when ``noise_threshold`` > 0, plain IM at 0)."""
     if not 0.0 <= noise_threshold <= 1.0:
         raise ValueError(f"noise_threshold must be within [0, 1], got {noise_threshold}")
-    net, im, fm = pm4py.discover_petri_net_inductive(
-        prepare(df), noise_threshold=float(noise_threshold)
+    net, im, fm = mining_engine.current().discover_petri_net_inductive(
+        prepare(df), float(noise_threshold)
     )
     return PetriModel(net, im, fm, float(noise_threshold))
 
@@ -181,8 +185,7 @@ def conformance(df: pd.DataFrame, model: PetriModel) -> dict[str, Any]:
     """
     frame = prepare(df)
     net, im, fm = model.net, model.initial_marking, model.final_marking
-    fitness = pm4py.fitness_token_based_replay(frame, net, im, fm)
-    precision = pm4py.precision_token_based_replay(frame, net, im, fm)
+    fitness, precision = mining_engine.current().token_replay(frame, net, im, fm)
     return {
         "fitness": {
             "averageTraceFitness": float(fitness["average_trace_fitness"]),

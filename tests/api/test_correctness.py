@@ -49,8 +49,8 @@ def pm4py_reference(path: str) -> dict[str, Any]:
             activity_key="concept:name",
             timestamp_key="time:timestamp",
         )
-    else:
-        log = pm4py.read_xes(path)
+    else:  # pm4py's default reader, not the r4pm one it switches to when that is installed
+        log = pm4py.read_xes(path, variant="iterparse", show_progress_bar=False)
     dfg, start, end = pm4py.discover_dfg(log)
     performance, _, _ = pm4py.discover_performance_dfg(log)
     durations = pm4py.get_all_case_durations(log)

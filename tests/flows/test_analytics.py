@@ -31,7 +31,9 @@ LOGS = ["roadtraffic", "receipt", "sepsis"]
 
 @pytest.fixture(scope="module")
 def roadtraffic() -> pd.DataFrame:
-    return pm4py.read_xes(str(DATA / "roadtraffic100traces.xes"))
+    return pm4py.read_xes(
+        str(DATA / "roadtraffic100traces.xes"), variant="iterparse", show_progress_bar=False
+    )
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,9 @@ def receipt() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def sepsis() -> pd.DataFrame:
-    return pm4py.read_xes(str(DATA / "Sepsis Cases - Event Log.xes.gz"))
+    return pm4py.read_xes(
+        str(DATA / "Sepsis Cases - Event Log.xes.gz"), variant="iterparse", show_progress_bar=False
+    )
 
 
 @pytest.fixture(scope="module")

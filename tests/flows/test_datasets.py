@@ -9,7 +9,9 @@ from tests.conftest import DATA
 
 
 def test_time_window_keeps_whole_cases_that_start_inside() -> None:
-    log = pm4py.read_xes(str(DATA / "roadtraffic100traces.xes"))
+    log = pm4py.read_xes(
+        str(DATA / "roadtraffic100traces.xes"), variant="iterparse", show_progress_bar=False
+    )
     first = log.groupby("case:concept:name")["time:timestamp"].min()
     kept = filter_time_window(log, {"startDate": "2006-01-01", "endDate": "2006-12-31"})
     expected = set(first[(first >= "2006-01-01") & (first < "2007-01-01")].index)
@@ -20,7 +22,9 @@ def test_time_window_keeps_whole_cases_that_start_inside() -> None:
 
 
 def test_time_window_with_datetimes_is_exact() -> None:
-    log = pm4py.read_xes(str(DATA / "roadtraffic100traces.xes"))
+    log = pm4py.read_xes(
+        str(DATA / "roadtraffic100traces.xes"), variant="iterparse", show_progress_bar=False
+    )
     first = log.groupby("case:concept:name")["time:timestamp"].min()
     cut = first.sort_values().iloc[10]
     kept = filter_time_window(log, {"startDate": cut.isoformat()})

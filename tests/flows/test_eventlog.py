@@ -55,7 +55,7 @@ def read_with_pm4py(pm4py, path: Path) -> pd.DataFrame:
                 activity_key=XES_ACTIVITY,
                 timestamp_key=XES_TIMESTAMP,
             )
-        return pm4py.read_xes(str(path), show_progress_bar=False)
+        return pm4py.read_xes(str(path), variant="iterparse", show_progress_bar=False)
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def roadtraffic() -> pd.DataFrame:
-    return pm4py.read_xes(str(ROADTRAFFIC))
+    return pm4py.read_xes(str(ROADTRAFFIC), variant="iterparse", show_progress_bar=False)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def receipt() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def sepsis() -> pd.DataFrame:
-    return pm4py.read_xes(str(SEPSIS))
+    return pm4py.read_xes(str(SEPSIS), variant="iterparse", show_progress_bar=False)
 
 
 @pytest.fixture(scope="module")

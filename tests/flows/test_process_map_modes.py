@@ -12,7 +12,9 @@ from tests.conftest import DATA
 
 
 def test_performance_map_labels_arcs_with_mean_times() -> None:
-    log = pm4py.read_xes(str(DATA / "roadtraffic100traces.xes"))
+    log = pm4py.read_xes(
+        str(DATA / "roadtraffic100traces.xes"), variant="iterparse", show_progress_bar=False
+    )
     result = mining.discover_frequencies(log)
     svg = process_map.render_svg(result, "performance")
     texts = {t.text for t in ET.fromstring(svg).iter("{http://www.w3.org/2000/svg}text")}
