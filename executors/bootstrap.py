@@ -1,5 +1,9 @@
 """Make Prefect ready for pmjobs: the work pool, its four priority queues, the pipelines.
 
+The pool's type is pmjobs' own worker type (``pmjobs-process``), so only pmjobs nodes serve it;
+pools of the stock type "process" made by earlier versions are kept (pmjobs nodes serve those
+too).
+
 Idempotent: run at every start. Pipelines (deployments) are declared only in ``prefect.yaml``
 and applied with Prefect's own ``prefect deploy --all``.
 """
@@ -18,6 +22,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from api.jobs.status import Priority
+from executors.worker import WORKER_TYPE, PmJobsWorker
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,7 +39,12 @@ async def _ensure_work_pool(pool: str) -> None:
         except ObjectNotFound:
             with contextlib.suppress(ObjectAlreadyExists):
                 await client.create_work_pool(
-                    WorkPoolCreate(name=pool, type="process", description="pmjobs execution nodes")
+                    WorkPoolCreate(
+                        name=pool,
+                        type=WORKER_TYPE,
+                        base_job_template=PmJobsWorker.get_default_base_job_template(),
+                        description="pmjobs execution nodes",
+                    )
                 )
         existing = {q.name: q for q in await client.read_work_queues(work_pool_name=pool)}
         for priority in Priority:
