@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test test-sqlite lint format install graphviz browser clean
+.PHONY: run test test-sqlite lint format install graphviz browser clean bench bench-latency bench-load fuzz-nightly
 
 install: $(STAMP)
 
@@ -45,6 +45,23 @@ test: install graphviz browser
 ## The embedded-database concurrency check, on SQLite even when CI sets PostgreSQL.
 test-sqlite: install graphviz
 	PMJOBS_TEST_DATABASE_URL= $(VENV)/bin/pytest tests/api/test_concurrency.py $(PYTEST_ARGS)
+
+## Nightly: the schemathesis fuzzer with 1000 random cases per operation (CI runs 75).
+fuzz-nightly: install graphviz
+	PMJOBS_FUZZ_EXAMPLES=1000 $(VENV)/bin/pytest -m fuzz tests/fuzz $(PYTEST_ARGS)
+
+## Benchmarks (bench/README.md): plain pm4py vs pmjobs (BPIC 2012, synthetic 1M and 5M), then
+## the latency suite. BENCH_ARGS goes to compare.py, LATENCY_ARGS to latency.py.
+bench: install graphviz
+	$(PY) -m bench.compare $(BENCH_ARGS)
+	$(PY) -m bench.latency $(LATENCY_ARGS)
+
+bench-latency: install graphviz
+	$(PY) -m bench.latency $(BENCH_ARGS)
+
+## The load test (32 clients, 10 minutes by default); BENCH_ARGS="--minutes 1 --database-url ...".
+bench-load: install graphviz
+	$(PY) -m bench.load $(BENCH_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
