@@ -8,12 +8,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from prefect.exceptions import PrefectHTTPStatusError
 
 from api import problems
+from api.auth.scopes import declare_in_openapi
 from api.auth.tokens import TokenStore
+from api.body_limit import BodyLimitMiddleware
 from api.datasets.routes import router as datasets_router
 from api.datasets.store import DatasetStore
 from api.jobs.estimates import Estimator
@@ -22,7 +24,9 @@ from api.jobs.service import JobService
 from api.notebooks.routes import router as notebooks_router
 from api.pipelines.routes import router as pipelines_router
 from api.prefect_gateway import PrefectGateway
+from api.ratelimit import RateLimiter
 from api.settings import get_settings
+from api.strict_query import reject_unknown_query
 from api.system.routes import router as system_router
 from api.system.service import SystemService
 
@@ -39,6 +43,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     datasets = DatasetStore(home)
     app.state.gateway = gateway
     app.state.tokens = TokenStore(home)
+    app.state.ratelimiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
     app.state.datasets = datasets
     app.state.jobs = JobService(gateway, datasets, estimator)
     app.state.system = SystemService(gateway, estimator, home, settings.locale)
@@ -55,8 +60,10 @@ def create_app() -> FastAPI:
         description="Submit, watch, cancel and retry process-mining jobs; download their results. "
         "Every job is a Prefect flow run.",
         lifespan=lifespan,
+        dependencies=[Depends(reject_unknown_query)],
     )
     problems.install(app)
+    app.add_middleware(BodyLimitMiddleware)  # JSON bodies only; uploads have their own limit
 
     @app.exception_handler(httpx.TransportError)
     async def _prefect_down(request: Request, exc: httpx.TransportError) -> JSONResponse:
@@ -111,6 +118,7 @@ def create_app() -> FastAPI:
     app.include_router(pipelines_router)
     app.include_router(notebooks_router)
     app.include_router(system_router)
+    declare_in_openapi(app)
     return app
 
 

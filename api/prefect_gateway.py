@@ -48,6 +48,7 @@ PIPELINE_TAG = "pmjobs"
 PROGRESS_ARTIFACT_TYPE = "progress"
 NODE_VARIABLE_PREFIX = "pmjobs_node_"
 PAGE = 200  # Prefect's largest page (PREFECT_SERVER_API_DEFAULT_LIMIT)
+PIPELINE_CACHE_SECONDS = 10.0
 
 
 class PrefectUnavailable(Exception):
@@ -168,6 +169,7 @@ class PrefectGateway:
         self._client: PrefectClient | None = None
         self._flow_names: dict[uuid.UUID, str] = {}
         self._flow_ids: dict[str, uuid.UUID] = {}
+        self._pipelines: dict[str | None, tuple[float, list[PipelineRecord]]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -208,6 +210,16 @@ class PrefectGateway:
                 self._flow_ids[flow.name] = flow.id
 
     async def pipelines(self, job_type: str | None = None) -> list[PipelineRecord]:
+        """Deployments change only when ``prefect deploy`` runs, yet every submit resolves one:
+        a few seconds of caching saves a Prefect round trip per submit."""
+        cached = self._pipelines.get(job_type)
+        if cached is not None and time.monotonic() - cached[0] < PIPELINE_CACHE_SECONDS:
+            return cached[1]
+        records = await self._read_pipelines(job_type)
+        self._pipelines[job_type] = (time.monotonic(), records)
+        return records
+
+    async def _read_pipelines(self, job_type: str | None) -> list[PipelineRecord]:
         deployments = await self.client.read_deployments(
             deployment_filter=DeploymentFilter(tags=DeploymentFilterTags(all_=[PIPELINE_TAG])),
             flow_filter=FlowFilter(name=FlowFilterName(any_=[job_type])) if job_type else None,
@@ -480,9 +492,11 @@ class PrefectGateway:
         return result.state.type.value if result.state else "CANCELLED"
 
     async def terminate(self, job_id: uuid.UUID, reason: str) -> None:
-        """Running run -> Cancelling: the worker kills its process and marks it Cancelled."""
+        """Running run -> Cancelling: the worker kills its process and marks it Cancelled.
+        Not forced: Prefect then refuses the change once the run has ended, so a late cancel
+        (e.g. one of many concurrent ones) cannot reopen a finished run."""
         await self.client.set_flow_run_state(
-            job_id, State(type=StateType.CANCELLING, name="Cancelling", message=reason), force=True
+            job_id, State(type=StateType.CANCELLING, name="Cancelling", message=reason)
         )
 
     async def add_tags(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from http import HTTPStatus
 from typing import Any
 
@@ -88,7 +89,88 @@ def validation_problem(request: Request, errors: list[dict[str, Any]]) -> JSONRe
     )
 
 
+# The errors every API operation may answer, as documented in the OpenAPI schema.
+_ERRORS = {
+    "400": "The body could not be read (e.g. malformed JSON).",
+    "401": "Missing or invalid bearer token.",
+    "403": "The token lacks the scope this operation needs.",
+    "404": "Unknown here, or not visible to this token (tenant, project, job, file).",
+    "413": "The request body is too large.",
+    "422": "Invalid request; `errors` names each invalid field.",
+    "429": "Too many requests with this token; see Retry-After.",
+    "503": "The job engine is not reachable right now; see Retry-After.",
+}
+_BY_ID = {"409": "The object is not in a state that allows this (e.g. already finished)."}
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "An RFC 9457 problem document.",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "field": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+
+
+def _document_errors(schema: dict[str, Any]) -> dict[str, Any]:
+    """Every operation under /api answers its errors as problem+json; say so in the schema
+    (FastAPI would document only a 422 with its own, different, body)."""
+    schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    for path, operations in schema.get("paths", {}).items():
+        if not path.startswith("/api/"):
+            continue
+        errors = {**_ERRORS, **(_BY_ID if "{job_id}" in path else {})}
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            for status, description in errors.items():
+                documented = responses.get(status, {})
+                responses[status] = {
+                    "description": documented.get("description") or description,
+                    "content": content,
+                }
+    return schema
+
+
+def document(app: FastAPI) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _document_errors(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every documented method of the path (Starlette's own ``Allow`` names only those of the
+    first route that matched, e.g. GET but not DELETE and PATCH of a job)."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods.update(m.upper() for m in operations if m.upper() in _METHODS)
+    return sorted(methods)
+
+
+_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
+
+
 def install(app: FastAPI) -> None:
+    document(app)
+
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         response = problem_response(
@@ -111,6 +193,10 @@ def install(app: FastAPI) -> None:
         response = problem_response(exc.status_code, detail, instance=request.url.path)
         if exc.headers:
             response.headers.update(exc.headers)
+        if exc.status_code == 405:
+            allowed = _allowed_methods(request)
+            if allowed:
+                response.headers["Allow"] = ", ".join(allowed)
         return response
 
     @app.exception_handler(Exception)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -39,9 +40,38 @@ class Settings(BaseSettings):
         default="tr", description="Human-readable values: 'tr' (as documented) or 'en'."
     )
     public_url: str | None = Field(default=None, description="Base URL put into downloadUrl links.")
-    max_upload_bytes: int = 512 * 1024 * 1024
+    max_upload_bytes: int = Field(
+        default=512 * 1024 * 1024, ge=1, description="Largest dataset upload (413 above it)."
+    )
+    max_decompressed_bytes: int = Field(
+        default=4 * 1024 * 1024 * 1024,
+        ge=1,
+        description="Largest XES.gz after decompression (a gzip bomb is refused above it).",
+    )
+    max_csv_line_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, description="Longest line of an uploaded CSV."
+    )
+    max_columns: int = Field(
+        default=5000, ge=4, description="Most columns (attributes) an uploaded log may have."
+    )
     cancel_grace_seconds: float = Field(
         default=30.0, description="Graceful cancel: time a job has to reach a stage boundary."
+    )
+    mining_engine: Literal["fast", "pm4py"] = Field(
+        default="fast",
+        description="pm4py numbers from pmjobs' exact fast paths, or from pm4py itself (to check).",
+    )
+
+    rate_limit_per_minute: int = Field(
+        default=3000,
+        ge=0,
+        description="Requests per minute per token (0: unlimited); enforced per API process. "
+        "A token's own limit (`pmjobs token create --rate-limit`) replaces it.",
+    )
+    rate_limit_burst: int = Field(
+        default=1000,
+        ge=0,
+        description="Requests a token may send at once before the rate applies (0: a minute's).",
     )
 
     smtp_host: str | None = Field(default=None, description="SMTP server for notifications.")

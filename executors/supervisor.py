@@ -224,6 +224,8 @@ class Supervisor:
                 ],
             ).start()
         self._child("notifier", [py, "-m", "executors.cli", "notifier"]).start()
+        # ends runs whose process or node vanished (Prefect leaves them Running)
+        self._child("reaper", [py, "-m", "executors.reaper"]).start()
         api = self._child(
             "api",
             [
@@ -238,6 +240,9 @@ class Supervisor:
                 "--log-level",
                 "warning",
             ],
+            # While Prefect restarts the API answers 503 within seconds instead of retrying
+            # for a minute (Prefect's client default: 5 retries, exponential back-off).
+            {"PREFECT_CLIENT_MAX_RETRIES": "1"},
         )
         api.start()
         _wait_http(f"http://{s.api_host}:{s.api_port}/health", 180, "API and nodes", api)

@@ -18,8 +18,8 @@ from prefect import flow
 from prefect.states import State
 
 from flows.steps import kpis
+from flows.steps.csv_safety import to_csv_bytes
 from flows.steps.datasets import load_dataset
-from flows.steps.enrichment import csv_safe
 from flows.steps.job_run import JobInputError, JobRun, Output, run_job
 from flows.steps.report import human_duration
 
@@ -169,7 +169,7 @@ def _work(run: JobRun) -> None:
                 "text/csv",
                 extra={"recordCount": len(cases)},
             ),
-            csv_safe(cases).to_csv(index=False).encode(),
+            to_csv_bytes(cases),
         )
         run.write_output(
             Output(
@@ -181,7 +181,7 @@ def _work(run: JobRun) -> None:
                 "text/csv",
                 extra={"recordCount": len(by_period)},
             ),
-            pd.DataFrame(by_period).to_csv(index=False).encode(),
+            to_csv_bytes(pd.DataFrame(by_period)),
         )
         run.summary = {
             "recordsProcessed": len(df),

@@ -7,13 +7,25 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 
-from api.datasets.store import DatasetError, DatasetStore
-from api.deps import ProjectId, ProjectScope, SettingsDep, TenantId
+from api.datasets.store import DatasetError, DatasetStore, DatasetTooLarge, UploadLimits
+from api.deps import (
+    ProjectId,
+    ProjectScope,
+    ProjectWriteScope,
+    SettingsDep,
+    TenantId,
+)
 from api.problems import NotFound, Problem, Unprocessable
-
-router = APIRouter(prefix="/api/{tenant_id}/{project_id}/datasets", tags=["datasets"])
+from api.upload_limits import StreamLimitedRoute, UploadTooLarge
 
 _CHUNK = 1024 * 1024
+
+
+router = APIRouter(
+    prefix="/api/{tenant_id}/{project_id}/datasets",
+    tags=["datasets"],
+    route_class=StreamLimitedRoute,
+)
 
 
 def _store(request: Request) -> DatasetStore:
@@ -29,7 +41,7 @@ async def upload_dataset(
     request: Request,
     tenant_id: TenantId,
     project_id: ProjectId,
-    principal: ProjectScope,
+    principal: ProjectWriteScope,
     settings: SettingsDep,
     file: Annotated[UploadFile, File(description="The event log.")],
     case_column: Annotated[str | None, Form(alias="caseColumn", max_length=200)] = None,
@@ -48,13 +60,10 @@ async def upload_dataset(
             while chunk := await file.read(_CHUNK):
                 written += len(chunk)
                 if written > settings.max_upload_bytes:
-                    raise Problem(
-                        413,
-                        f"The file is larger than the limit of {settings.max_upload_bytes} bytes.",
-                    )
+                    raise UploadTooLarge(settings.max_upload_bytes)
                 out.write(chunk)
         if written == 0:
-            raise Unprocessable("The uploaded file is empty.", field="file")
+            raise Unprocessable(f"The uploaded file '{filename}' is empty (0 bytes).", field="file")
         mapping = {
             "caseColumn": case_column,
             "activityColumn": activity_column,
@@ -70,12 +79,21 @@ async def upload_dataset(
             filename=filename,
             mapping=mapping,
             created_by=principal.user,
+            limits=UploadLimits(
+                max_decompressed_bytes=settings.max_decompressed_bytes,
+                max_csv_line_bytes=settings.max_csv_line_bytes,
+                max_columns=settings.max_columns,
+            ),
         )
+    except DatasetTooLarge as exc:
+        store.discard(folder)
+        raise Problem(413, str(exc), field="file") from exc
     except DatasetError as exc:
-        _discard(folder)
-        raise Unprocessable(f"{filename}: {exc}", field="file") from exc
+        store.discard(folder)
+        detail = str(exc) if f"'{filename}'" in str(exc) else f"{filename}: {exc}"
+        raise Unprocessable(detail, field="file") from exc
     except BaseException:
-        _discard(folder)
+        store.discard(folder)
         raise
     return _public(meta)
 
@@ -86,12 +104,6 @@ def _suffixes(filename: str) -> list[str]:
         if lower.endswith(ext):
             return [ext]
     return [""]
-
-
-def _discard(folder: Any) -> None:
-    import shutil
-
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @router.get("", summary="List the project's datasets")

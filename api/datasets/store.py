@@ -3,13 +3,17 @@
 A dataset is a file, not job state, so it lives on disk next to the artifacts: the original
 upload, the canonical Parquet that jobs read, and ``dataset.json`` with its counts and mapping.
 Ingestion (parsing with pandas/pm4py) runs in a worker thread, imported only when needed, so
-the API's event loop never blocks on it.
+the API's event loop never blocks on it. An upload is written and ingested in a staging folder
+(``datasets/.staging/<id>``) and renamed into the project only once it is complete, so a
+refused or interrupted upload leaves nothing in the project's folders.
 """
 
 from __future__ import annotations
 
 import shutil
+import time
 import uuid
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,14 +21,32 @@ from anyio import to_thread
 
 from flows.steps import storage
 
+STAGING = ".staging"  # not a valid tenant id (those start with a letter or digit)
+_STALE_STAGING_SECONDS = 24 * 3600
+
 
 class DatasetError(ValueError):
     """The upload is not a usable event log; the message says why."""
 
 
+class DatasetTooLarge(DatasetError):
+    """The upload expands beyond a configured limit (a gzip or Parquet bomb): HTTP 413."""
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """The ``PMJOBS_MAX_*`` settings ingestion enforces (see ``eventlog.IngestLimits``)."""
+
+    max_decompressed_bytes: int
+    max_csv_line_bytes: int
+    max_columns: int
+
+
 class DatasetStore:
     def __init__(self, home: Path) -> None:
         self.home = home
+        self.staging_root = storage.datasets_root(home) / STAGING
+        _sweep_stale(self.staging_root)
 
     def _dir(self, tenant_id: str, project_id: str, dataset_id: uuid.UUID) -> Path:
         return storage.dataset_dir(tenant_id, project_id, dataset_id, base=self.home)
@@ -42,11 +64,17 @@ class DatasetStore:
         return sorted((m for m in found if m), key=lambda m: m["dateCreated"], reverse=True)
 
     def staging_path(self, tenant_id: str, project_id: str) -> tuple[uuid.UUID, Path]:
-        """A fresh dataset id and the folder its upload is written into."""
+        """A fresh dataset id and the staging folder its upload is written into; the caller
+        removes it (:meth:`discard`) if the upload fails before :meth:`ingest`."""
         dataset_id = uuid.uuid4()
-        folder = self._dir(tenant_id, project_id, dataset_id)
+        folder = self.staging_root / str(dataset_id)
         folder.mkdir(parents=True, exist_ok=False)
         return dataset_id, folder
+
+    def discard(self, folder: Path) -> None:
+        """Remove a staging folder (only ever one under the staging root)."""
+        if folder.parent == self.staging_root:
+            shutil.rmtree(folder, ignore_errors=True)
 
     async def ingest(
         self,
@@ -58,30 +86,54 @@ class DatasetStore:
         filename: str,
         mapping: dict[str, str | None],
         created_by: str,
+        limits: UploadLimits | None = None,
     ) -> dict[str, Any]:
-        """Parse and normalise the upload; on any failure the dataset folder is removed."""
+        """Parse and normalise the staged upload and move it into the project; on any failure
+        the staging folder is removed and the project's folder is left as it was."""
         folder = upload.parent
         try:
-            stats = await to_thread.run_sync(_ingest_blocking, upload, filename, mapping, folder)
+            stats = await to_thread.run_sync(
+                _ingest_blocking, upload, filename, mapping, folder, limits
+            )
+            meta = storage.dataset_meta(
+                dataset_id=dataset_id,
+                tenant_id=tenant_id,
+                project_id=project_id,
+                name=filename,
+                stats=stats,
+                size_bytes=upload.stat().st_size,
+                created_by=created_by,
+                columnMapping=mapping,
+            )
+            storage.write_json_atomic(folder / storage.DATASET_META, meta)
+            final = self._dir(tenant_id, project_id, dataset_id)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            folder.rename(final)  # same file system: atomic, the dataset appears complete
         except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
+            self.discard(folder)
             raise
-        meta = storage.dataset_meta(
-            dataset_id=dataset_id,
-            tenant_id=tenant_id,
-            project_id=project_id,
-            name=filename,
-            stats=stats,
-            size_bytes=upload.stat().st_size,
-            created_by=created_by,
-            columnMapping=mapping,
-        )
-        storage.write_json_atomic(folder / storage.DATASET_META, meta)
         return meta
 
 
+def _sweep_stale(staging_root: Path) -> None:
+    """Remove staging folders a crashed API left behind (old enough to be no live upload)."""
+    if not staging_root.is_dir():
+        return
+    cutoff = time.time() - _STALE_STAGING_SECONDS
+    for folder in staging_root.iterdir():
+        try:
+            if folder.stat().st_mtime < cutoff:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            continue
+
+
 def _ingest_blocking(
-    upload: Path, filename: str, mapping: dict[str, str | None], folder: Path
+    upload: Path,
+    filename: str,
+    mapping: dict[str, str | None],
+    folder: Path,
+    limits: UploadLimits | None,
 ) -> Any:
     from flows.steps import eventlog  # pandas/pm4py: only in this worker thread
 
@@ -92,7 +144,12 @@ def _ingest_blocking(
         resource=mapping.get("resourceColumn") or eventlog.XES_RESOURCE,
         timestamp_format=mapping.get("timestampFormat"),
     )
+    bounds = eventlog.IngestLimits(**asdict(limits)) if limits else eventlog.IngestLimits()
     try:
-        return eventlog.ingest(upload, filename, column_mapping, folder / storage.EVENTS_FILE)
+        return eventlog.ingest(
+            upload, filename, column_mapping, folder / storage.EVENTS_FILE, bounds
+        )
+    except eventlog.InputTooLarge as exc:
+        raise DatasetTooLarge(str(exc)) from exc
     except eventlog.EventLogError as exc:
         raise DatasetError(str(exc)) from exc

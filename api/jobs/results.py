@@ -151,9 +151,15 @@ def artifact_file(record: JobRecord, name: str) -> tuple[Path, dict[str, Any]]:
     entry = next((o for o in manifest.get("outputs", []) if o.get("name") == name), None)
     if entry is None:
         raise NotFound("Artifact")
-    root = storage.job_dir(record.id).resolve()
-    path = (root / name).resolve()
-    if path.parent != root or not path.is_file() or path.is_symlink():
+    # A symlink (the job folder or the file) is never followed, wherever it points.
+    folder = storage.job_dir(record.id)
+    candidate = folder / name
+    if folder.is_symlink() or candidate.is_symlink():
+        raise NotFound("Artifact")
+    root, path = folder.resolve(), candidate.resolve()
+    if root.parent != storage.artifacts_root().resolve() or path.parent != root:
+        raise NotFound("Artifact")
+    if not path.is_file():
         raise NotFound("Artifact")
     return path, entry
 

@@ -15,10 +15,18 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import ValidationError
 from starlette.background import BackgroundTask
 
-from api.deps import GatewayDep, ProjectId, ProjectScope, SettingsDep, TenantId
+from api.deps import (
+    GatewayDep,
+    ProjectId,
+    ProjectScope,
+    ProjectWriteScope,
+    SettingsDep,
+    TenantId,
+)
 from api.jobs import results as results_service
 from api.jobs.schemas import (
     CancelRequest,
+    IsoDateTime,
     Job,
     JobPage,
     JobsSummary,
@@ -30,7 +38,7 @@ from api.jobs.schemas import (
 from api.jobs.service import JobService, scoped_job
 from api.jobs.status import JobStatus, JobType, Priority
 from api.jobs.views import job_view, summary_item
-from api.prefect_gateway import JobQuery, JobRecord, PrefectGateway
+from api.prefect_gateway import JobQuery, JobRecord, PrefectGateway, ProgressRecord
 from api.problems import Unprocessable
 
 router = APIRouter(prefix="/api/{tenant_id}/{project_id}/execution", tags=["jobs"])
@@ -68,8 +76,8 @@ async def list_jobs(
     job_type: Annotated[JobType | None, Query(alias="jobType")] = None,
     priority: Annotated[Priority | None, Query()] = None,
     submitted_by: Annotated[str | None, Query(alias="submittedBy", max_length=200)] = None,
-    date_from: Annotated[datetime | None, Query(alias="dateFrom")] = None,
-    date_to: Annotated[datetime | None, Query(alias="dateTo")] = None,
+    date_from: Annotated[IsoDateTime | None, Query(alias="dateFrom")] = None,
+    date_to: Annotated[IsoDateTime | None, Query(alias="dateTo")] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=100)] = 20,
 ) -> JobPage:
@@ -127,7 +135,7 @@ async def list_jobs(
 async def submit_job(
     tenant_id: TenantId,
     project_id: ProjectId,
-    principal: ProjectScope,
+    principal: ProjectWriteScope,
     body: SubmitJobRequest,
     service: ServiceDep,
     response: Response,
@@ -154,9 +162,15 @@ async def _scoped(
 ScopedJob = Annotated[JobRecord, Depends(_scoped)]
 
 
-async def _present(gateway: PrefectGateway, record: JobRecord, locale: str) -> Job:
+async def _present(
+    gateway: PrefectGateway,
+    record: JobRecord,
+    locale: str,
+    progress: dict[uuid.UUID, ProgressRecord] | None = None,
+) -> Job:
     """The job JSON: the run, its latest progress report and, while queued, its position."""
-    progress = await gateway.progress([record.id])
+    if progress is None:
+        progress = await gateway.progress([record.id])
     view = job_view(record, progress.get(record.id), locale)
     if view.status is JobStatus.QUEUED:
         view.queue_position = await gateway.queued_ahead(record) + 1
@@ -164,8 +178,23 @@ async def _present(gateway: PrefectGateway, record: JobRecord, locale: str) -> J
 
 
 @router.get("/job/{job_id}", response_model=Job, summary="Get job status")
-async def get_job(record: ScopedJob, gateway: GatewayDep, settings: SettingsDep) -> Job:
-    return await _present(gateway, record, settings.locale)
+async def get_job(
+    tenant_id: TenantId,
+    project_id: ProjectId,
+    job_id: uuid.UUID,
+    principal: ProjectScope,
+    gateway: GatewayDep,
+    settings: SettingsDep,
+) -> Job:
+    # The progress read runs alongside the run read (the hot polling path costs one round
+    # trip, not two); it is discarded unread when the run is not this caller's.
+    progress = asyncio.create_task(gateway.progress([job_id]))
+    try:
+        record = await scoped_job(gateway, principal, tenant_id, project_id, job_id)
+    except BaseException:
+        progress.cancel()
+        raise
+    return await _present(gateway, record, settings.locale, await progress)
 
 
 async def _cancel_body(request: Request) -> CancelRequest:
@@ -177,6 +206,8 @@ async def _cancel_body(request: Request) -> CancelRequest:
         payload = json.loads(raw)
     except ValueError as exc:
         raise Unprocessable(f"The request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise Unprocessable("The request body is nested too deeply.") from exc
     try:
         return CancelRequest.model_validate(payload)
     except ValidationError as exc:
@@ -200,6 +231,7 @@ async def _cancel_body(request: Request) -> CancelRequest:
     responses={404: {"description": "Job not found"}, 409: {"description": "Job already finished"}},
 )
 async def cancel_job(
+    principal: ProjectWriteScope,
     record: ScopedJob,
     gateway: GatewayDep,
     service: ServiceDep,
@@ -211,6 +243,7 @@ async def cancel_job(
 
 @router.patch("/job/{job_id}", response_model=Job, summary="Change the priority of a queued job")
 async def change_priority(
+    principal: ProjectWriteScope,
     record: ScopedJob,
     body: PriorityChange,
     gateway: GatewayDep,
@@ -223,8 +256,8 @@ async def change_priority(
 
 @router.post("/job/{job_id}/retry", response_model=Job, summary="Retry a failed job")
 async def retry_job(
+    principal: ProjectWriteScope,
     record: ScopedJob,
-    principal: ProjectScope,
     gateway: GatewayDep,
     service: ServiceDep,
     settings: SettingsDep,
@@ -235,7 +268,19 @@ async def retry_job(
     return await _present(gateway, new, settings.locale)
 
 
-@router.get("/job/{job_id}/results", summary="Get job results")
+@router.get(
+    "/job/{job_id}/results",
+    summary="Get job results",
+    responses={
+        200: {
+            "description": "The results (JSON), or with format=download a zip of the outputs.",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "application/zip": {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    },
+)
 async def get_results(
     record: ScopedJob,
     tenant_id: TenantId,
@@ -270,7 +315,17 @@ async def get_results(
     return JSONResponse(body)
 
 
-@router.get("/job/{job_id}/artifacts/{name}", summary="Download one output of a job")
+@router.get(
+    "/job/{job_id}/artifacts/{name}",
+    summary="Download one output of a job",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "description": "The file, with the media type the job recorded for it.",
+            "content": {"*/*": {"schema": {}}},
+        }
+    },
+)
 async def download_artifact(record: ScopedJob, name: str) -> FileResponse:
     path, entry = results_service.artifact_file(record, name)
     return FileResponse(

@@ -6,21 +6,68 @@ values keep the documented form and get a machine-readable sibling (seconds, byt
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    Strict,
+    StrictBool,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 from api.jobs.status import JobStatus, JobType, Priority
 from api.schemas import ApiModel, RequestModel
 
 # -- requests ---------------------------------------------------------------------------------
 
+# Request values keep their JSON type: pydantic's lax mode would take 0 for false, "5" for 5 and
+# 1700000000 for a date, which hides client bugs; the schema documents the strict types.
+Flag = StrictBool
+Number = Annotated[float, Strict()]  # an integer is a number too
+_NUMERIC = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
+
+
+def iso_text(value: Any) -> Any:
+    """Dates are ISO 8601 text; a number (or numeric text) is refused, not read as epoch."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError("must be an ISO 8601 date-time text, e.g. 2024-01-20T10:45:00Z")
+    if isinstance(value, str) and _NUMERIC.match(value):
+        raise ValueError("must be an ISO 8601 date-time, e.g. 2024-01-20T10:45:00Z, not a number")
+    return value
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(iso_text)]
+MAX_JSON_DEPTH = 32
+
+
+def shallow(value: dict[str, Any]) -> dict[str, Any]:
+    """Free-form JSON is stored in Prefect and re-serialised several times; past a sane depth
+    that fails deep inside the serialisers, so refuse it here with a message."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"is nested more than {MAX_JSON_DEPTH} levels deep")
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return value
+
+
+FreeJson = Annotated[dict[str, Any], AfterValidator(shallow)]
+
 
 class TimeWindow(RequestModel):
-    start_date: date | datetime | None = None
-    end_date: date | datetime | None = None
+    start_date: Annotated[date | datetime, BeforeValidator(iso_text)] | None = None
+    end_date: Annotated[date | datetime, BeforeValidator(iso_text)] | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> TimeWindow:
@@ -30,9 +77,9 @@ class TimeWindow(RequestModel):
 
 
 class QualityChecks(RequestModel):
-    validate_timestamps: bool = True
-    check_duplicates: bool = True
-    validate_activities: bool = True
+    validate_timestamps: Flag = True
+    check_duplicates: Flag = True
+    validate_activities: Flag = True
 
 
 PerformanceMetric = Literal["cycle_time", "waiting_time", "resource_utilization"]
@@ -51,13 +98,13 @@ class JobParameters(RequestModel):
     time_window: TimeWindow | None = Field(
         default=None, description="Keep whole cases whose first event lies in the window."
     )
-    include_anomaly_detection: bool = False
-    include_process_variants: bool = True
-    generate_insights: bool = False
+    include_anomaly_detection: Flag = False
+    include_process_variants: Flag = True
+    generate_insights: Flag = False
     output_format: Literal["summary", "detailed_report", "json"] = "detailed_report"
     performance_metrics: list[PerformanceMetric] = Field(default_factory=list, max_length=3)
     quality_checks: QualityChecks | None = None
-    delay_seconds: float = Field(
+    delay_seconds: Number = Field(
         default=0.0,
         ge=0.0,
         le=3600.0,
@@ -66,16 +113,18 @@ class JobParameters(RequestModel):
 
 
 class ProcessMiningParameters(JobParameters):
-    noise_threshold: float = Field(
+    noise_threshold: Number = Field(
         default=0.2, ge=0.0, le=1.0, description="Inductive miner noise threshold."
     )
-    alignments_max_cases: int = Field(
+    alignments_max_cases: StrictInt = Field(
         default=1000, ge=0, le=1_000_000, description="Alignments only up to this many cases."
     )
 
 
 class WorkingCalendar(RequestModel):
-    days: list[Annotated[int, Field(ge=0, le=6)]] = Field(default=[0, 1, 2, 3, 4], max_length=7)
+    days: list[Annotated[StrictInt, Field(ge=0, le=6)]] = Field(
+        default=[0, 1, 2, 3, 4], max_length=7
+    )
     start: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     end: str = Field(default="17:00", pattern=r"^([01]\d|2[0-4]):[0-5]\d$")
     timezone: str = Field(default="UTC", max_length=64)
@@ -83,8 +132,8 @@ class WorkingCalendar(RequestModel):
 
 class DataEnrichmentParameters(JobParameters):
     working_calendar: WorkingCalendar | None = None
-    remove_duplicates: bool = False
-    repair_timestamps: bool = False
+    remove_duplicates: Flag = False
+    repair_timestamps: Flag = False
     lookup_dataset_id: uuid.UUID | None = None
     lookup_key: str | None = Field(default=None, max_length=200)
     lookup_columns: list[Annotated[str, Field(max_length=200)]] = Field(
@@ -93,7 +142,7 @@ class DataEnrichmentParameters(JobParameters):
 
 
 class AnalysisParameters(JobParameters):
-    sla_hours: float | None = Field(default=None, gt=0, le=24 * 3650)
+    sla_hours: Number | None = Field(default=None, gt=0, le=24 * 3650)
     group_by: list[Annotated[str, Field(max_length=200)]] = Field(
         default_factory=list, max_length=20, description="Case attributes to break KPIs down by."
     )
@@ -103,7 +152,7 @@ class AnalysisParameters(JobParameters):
 
 class NotebookParameters(JobParameters):
     notebook_id: uuid.UUID | None = None
-    notebook_parameters: dict[str, Any] = Field(
+    notebook_parameters: FreeJson = Field(
         default_factory=dict, description="Injected after the notebook's 'parameters' cell."
     )
 
@@ -131,9 +180,9 @@ class ResourceRef(RequestModel):
 
 
 class Scheduling(RequestModel):
-    execute_immediately: bool = True
-    scheduled_time: datetime | None = None
-    timeout_minutes: float | None = Field(
+    execute_immediately: Flag = True
+    scheduled_time: IsoDateTime | None = None
+    timeout_minutes: Number | None = Field(
         default=None, gt=0, le=7 * 24 * 60, description="Minutes; fractions allowed (0.5 = 30 s)."
     )
 
@@ -155,8 +204,8 @@ Email = Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$", max_length=2
 
 
 class Notifications(RequestModel):
-    on_completion: bool = False
-    on_failure: bool = False
+    on_completion: Flag = False
+    on_failure: Flag = False
     email_recipients: list[Email] = Field(default_factory=list, max_length=50)
     webhook_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://")
 
@@ -174,16 +223,16 @@ class SubmitJobRequest(RequestModel):
 
 class CancelRequest(RequestModel):
     reason: str | None = Field(default=None, max_length=1000)
-    force_termination: bool = False
-    preserve_partial_results: bool = False
+    force_termination: Flag = False
+    preserve_partial_results: Flag = False
 
 
 class RetryRequest(RequestModel):
     retry_reason: str | None = Field(default=None, max_length=1000)
-    modify_parameters: bool = False
-    updated_parameters: dict[str, Any] = Field(default_factory=dict)
+    modify_parameters: Flag = False
+    updated_parameters: FreeJson = Field(default_factory=dict)
     priority: Priority | None = None
-    immediate_execution: bool = True
+    immediate_execution: Flag = True
 
 
 class PriorityChange(RequestModel):

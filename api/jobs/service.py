@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+import weakref
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -167,6 +168,10 @@ class JobService:
         self.gateway = gateway
         self.datasets = datasets
         self.estimator = estimator
+        # alive while some request holds it: no bookkeeping for jobs nobody is cancelling
+        self._cancelling: weakref.WeakValueDictionary[uuid.UUID, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     # -- submit ------------------------------------------------------------------------------
     async def submit(
@@ -258,6 +263,15 @@ class JobService:
 
     # -- cancel ------------------------------------------------------------------------------
     async def cancel(self, record: JobRecord, request: CancelRequest) -> JobRecord:
+        """One cancel of a job at a time per API process, each deciding on a fresh read, so a
+        storm of concurrent cancels records one terminal state (the second one sees it)."""
+        lock = self._cancelling.setdefault(record.id, asyncio.Lock())
+        async with lock:
+            record, stopping = await self._cancel(await self._reload(record.id), request)
+        return await self._settle(record.id, seconds=3.0) if stopping else record
+
+    async def _cancel(self, record: JobRecord, request: CancelRequest) -> tuple[JobRecord, bool]:
+        """The state change; True when the job is stopping and its outcome is worth awaiting."""
         status = job_status(record.state_type)
         if status in TERMINAL:
             raise Conflict(
@@ -268,7 +282,7 @@ class JobService:
         if status is JobStatus.QUEUED:
             await self.gateway.add_tags(record.id, [tag("cancel-reason", reason[:200])])
             await self.gateway.cancel_now(record.id, reason)
-            return await self._reload(record.id)
+            return await self._reload(record.id), False
         tags = [tag("cancel-reason", reason[:200])]
         if request.preserve_partial_results:
             tags.append(tag("cancel-preserve", "true"))
@@ -277,7 +291,7 @@ class JobService:
             await self.gateway.terminate(record.id, reason)
         else:
             await self.gateway.add_tags(record.id, [*tags, tag("cancel", "requested")])
-        return await self._settle(record.id, seconds=3.0)
+        return record, True
 
     async def _reload(self, job_id: uuid.UUID) -> JobRecord:
         record = await self.gateway.job(job_id)
@@ -297,6 +311,18 @@ class JobService:
             await asyncio.sleep(0.2)
 
     # -- retry -------------------------------------------------------------------------------
+    async def _replays_retry(self, record: JobRecord, idempotency_key: str | None) -> bool:
+        """True when a client repeats the retry that made ``retried-by`` with the same
+        Idempotency-Key (it then gets that job back); any other key may not retry again."""
+        if not idempotency_key:
+            return False
+        try:
+            earlier = await self.gateway.job(uuid.UUID(record.tag("retried-by") or ""))
+        except ValueError:
+            return False
+        key = f"{record.tag('tenant')}/{record.tag('project')}/{idempotency_key}"
+        return earlier is not None and earlier.idempotency_key == key
+
     async def retry(
         self,
         principal: Principal,
@@ -310,7 +336,7 @@ class JobService:
                 f"Only failed jobs can be retried; this job is {status.value}.",
                 jobStatus=status.value,
             )
-        if record.tag("retried-by") and not idempotency_key:
+        if record.tag("retried-by") and not await self._replays_retry(record, idempotency_key):
             raise Conflict(
                 f"Job was already retried as {record.tag('retried-by')}; retry that job instead.",
                 retriedBy=record.tag("retried-by"),

@@ -6,6 +6,7 @@ open"); priority is the work queue a run sits in; job type is the flow's name.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 
@@ -66,6 +67,27 @@ def job_status(state_type: str | None) -> JobStatus:
         return JobStatus.QUEUED
     key = state_type.value if hasattr(state_type, "value") else str(state_type)
     return _STATUS_BY_STATE_TYPE[key.upper()]
+
+
+_EXIT_CODE = re.compile(r"exited with (?:non-zero )?status code:? (-?\d+)")
+
+
+def failure_reason(state_type: str, state_name: str, message: str | None) -> str:
+    """A failed job's ``error``: its state's message, except that a crash always reads
+    "crashed: …". The reaper writes that itself; Prefect's worker words a killed process its
+    own way ("Flow run infrastructure exited with non-zero status code -9. …", or "Process
+    exited with status code: -9. …")."""
+    reason = message or state_name
+    if str(getattr(state_type, "value", state_type)).upper() != "CRASHED":
+        return reason
+    if reason.startswith("crashed:"):
+        return reason
+    code = _EXIT_CODE.search(reason)
+    if code:
+        number = int(code.group(1))
+        how = f"signal {-number}" if number < 0 else f"exit code {number}"
+        return f"crashed: job process exited ({how})"
+    return f"crashed: {reason}"
 
 
 def state_types(status: JobStatus) -> list[str]:

@@ -13,7 +13,7 @@ from api.jobs.schemas import (
     Progress,
     Resource,
 )
-from api.jobs.status import JobStatus, job_status
+from api.jobs.status import JobStatus, failure_reason, job_status
 from api.prefect_gateway import JobRecord, ProgressRecord
 from flows.steps.progress_report import ProgressReport
 
@@ -93,7 +93,7 @@ def job_view(record: JobRecord, progress: ProgressRecord | None, locale: str) ->
         duration_seconds = elapsed
     error = None
     if status is JobStatus.FAILED:
-        error = record.state_message or record.state_name
+        error = failure_reason(record.state_type, record.state_name, record.state_message)
     elif status is JobStatus.CANCELLED:
         error = record.state_message
     return Job(

@@ -10,13 +10,26 @@ from typing import Annotated, Any
 from anyio import to_thread
 from fastapi import APIRouter, File, UploadFile
 
-from api.deps import ProjectId, ProjectScope, SettingsDep, TenantId
+from api.deps import ProjectId, ProjectScope, ProjectWriteScope, SettingsDep, TenantId
 from api.problems import NotFound, Problem, Unprocessable
+from api.settings import Settings
+from api.upload_limits import StreamLimitedRoute
 from flows.steps import storage
 
-router = APIRouter(prefix="/api/{tenant_id}/{project_id}/notebooks", tags=["notebooks"])
-
 MAX_NOTEBOOK_BYTES = 20 * 1024 * 1024
+
+
+class _NotebookUploadRoute(StreamLimitedRoute):
+    @staticmethod
+    def limit(settings: Settings) -> int:
+        return min(MAX_NOTEBOOK_BYTES, settings.max_upload_bytes)
+
+
+router = APIRouter(
+    prefix="/api/{tenant_id}/{project_id}/notebooks",
+    tags=["notebooks"],
+    route_class=_NotebookUploadRoute,
+)
 
 
 def _validate(data: bytes) -> dict[str, Any]:
@@ -29,7 +42,7 @@ def _validate(data: bytes) -> dict[str, Any]:
 async def upload_notebook(
     tenant_id: TenantId,
     project_id: ProjectId,
-    principal: ProjectScope,
+    principal: ProjectWriteScope,
     settings: SettingsDep,
     file: Annotated[UploadFile, File(description="The .ipynb file.")],
 ) -> dict[str, Any]:

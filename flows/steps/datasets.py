@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from flows.steps import storage
+from flows.steps.csv_safety import to_csv_bytes
 from flows.steps.eventlog import (
     XES_CASE,
     XES_TIMESTAMP,
@@ -57,13 +58,11 @@ def load_dataset(
 def register_dataset(run: JobRun, df: pd.DataFrame, name: str) -> dict[str, Any]:
     """Store a job-made event log as a new dataset of the job's project (Parquet for jobs, CSV
     for people) and return its description, as an upload would."""
-    from flows.steps.enrichment import csv_safe
-
     tenant, project = run.job["tenantId"], run.job["projectId"]
     dataset_id = uuid.uuid4()
     folder = storage.dataset_dir(tenant, project, dataset_id)
     stats = store_events(df, folder / storage.EVENTS_FILE, fmt="parquet")
-    storage.write_bytes_atomic(folder / "events.csv", csv_safe(df).to_csv(index=False).encode())
+    storage.write_bytes_atomic(folder / "events.csv", to_csv_bytes(df))
     meta = storage.dataset_meta(
         dataset_id=dataset_id,
         tenant_id=tenant,
@@ -103,8 +102,6 @@ def write_enriched_csv(
     run: JobRun, enriched: pd.DataFrame, primary: bool = False, **extra: Any
 ) -> None:
     """The EnrichedDataset output (CSV, cells escaped against spreadsheet formula injection)."""
-    from flows.steps.enrichment import csv_safe
-
     run.write_output(
         Output(
             "enriched.csv",
@@ -116,5 +113,5 @@ def write_enriched_csv(
             primary=primary,
             extra={"recordCount": len(enriched), **extra},
         ),
-        csv_safe(enriched).to_csv(index=False).encode(),
+        to_csv_bytes(enriched),
     )

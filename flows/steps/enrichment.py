@@ -5,8 +5,7 @@ a thin wrapper and every rule here is testable on real logs without Prefect.
 
 Everything is vectorised: the job must enrich logs with hundreds of thousands of events
 (BPIC 2012: 262k) in well under a second per step, so there are no per-event Python loops
-except over object columns, whose cells are arbitrary Python values (mixed raw timestamps,
-``csv_safe`` on mixed text).
+except over object columns, whose cells are arbitrary Python values (mixed raw timestamps).
 """
 
 from __future__ import annotations
@@ -599,44 +598,3 @@ def _as_key_text(values: pd.Series) -> pd.Series:
         text = values.astype(str).where(~whole, values.where(whole).astype("Int64").astype(str))
         return text.where(values.notna())
     return values.where(values.isna(), values.astype(str))
-
-
-# --------------------------------------------------------------------------------------------
-# CSV safety
-
-# Spreadsheet programs execute a cell that starts with = + - @ (or tab/CR followed by one) as a
-# formula: an event log with a resource named "=HYPERLINK(...)" would run code on the machine
-# of whoever opens the exported CSV ("CSV injection", OWASP). Prefixing an apostrophe makes
-# the cell plain text. Numbers are left alone: numeric columns are never touched, and text
-# that is only a number (e.g. "-12.5") cannot be a formula.
-_FORMULA_START = r"^[=+\-@\t\r]"
-_PLAIN_NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
-
-
-def csv_safe(df: pd.DataFrame) -> pd.DataFrame:
-    """Copy of `df` whose text cells (and column names) cannot run as spreadsheet formulas."""
-    out = df.copy()
-    for col in out.columns:
-        values = out[col]
-        if isinstance(values.dtype, pd.CategoricalDtype):
-            values = values.astype(object)
-        if values.dtype == object:
-            escaped = [_escape_cell(v) for v in values.tolist()]
-            out[col] = pd.Series(escaped, index=values.index, dtype=object)
-        elif pd.api.types.is_string_dtype(values.dtype):
-            risky = values.str.match(_FORMULA_START) & ~values.str.match(_PLAIN_NUMBER)
-            risky = risky.fillna(False).astype(bool)
-            if risky.any():
-                out[col] = values.where(~risky, "'" + values)
-    out.columns = [_escape_cell(c) if isinstance(c, str) else c for c in out.columns]
-    return out
-
-
-def _escape_cell(value: Any) -> Any:
-    if (
-        isinstance(value, str)
-        and re.match(_FORMULA_START, value)
-        and not re.match(_PLAIN_NUMBER, value)
-    ):
-        return "'" + value
-    return value

@@ -9,6 +9,7 @@ stop request, and escalates when the main thread does not reach a stage boundary
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -22,9 +23,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import psutil
 from prefect import get_client, runtime
 from prefect.client.schemas.actions import ArtifactCreate, ArtifactUpdate
-from prefect.client.schemas.objects import StateType
 from prefect.states import Cancelled, Completed, Failed, State
 
 from executors.metrics import ProcessSampler
@@ -46,6 +47,15 @@ class JobTimedOut(BaseException):
 
 class JobInputError(Exception):
     """The job's input is unusable; the job ends Failed with this message."""
+
+
+class JobStorageError(Exception):
+    """An output could not be written (disk full, store unwritable); the job ends Failed."""
+
+
+def _timeout_message(job: dict[str, Any]) -> str:
+    minutes = (job.get("scheduling") or {}).get("timeoutMinutes")
+    return f"Timed out after {minutes} minute(s) (timeoutMinutes)."
 
 
 @dataclass
@@ -244,17 +254,22 @@ class JobRun:
             self.report.cancel_requested = True
             self._stop_seen_at = time.monotonic()
             self._stop.set()
-        if self._stop_seen_at and time.monotonic() - self._stop_seen_at > self.grace:
-            # The job did not reach a stage boundary in time: hand it to the worker to kill.
+        with self._lock:
+            in_body = self.in_body
+        if self._stop_seen_at and in_body and time.monotonic() - self._stop_seen_at > self.grace:
+            # The job did not reach a stage boundary in time: stop it from here. (Handing it
+            # to the worker as Cancelling let the killed flow report Failed after Cancelled.)
             self._stop_seen_at = None
-            self._client.set_flow_run_state(
-                self.flow_run_id,
-                State(type=StateType.CANCELLING, name="Cancelling", message=self.stop_reason),
-                force=True,
-            )
+            self._hard_stop(Cancelled(message=self.stop_reason or "Cancelled by user"))
 
     def _check_deadline(self) -> None:
-        if self.deadline is None or time.monotonic() < self.deadline or self._timed_out.is_set():
+        if self.deadline is None or time.monotonic() < self.deadline:
+            return
+        if self._timed_out.is_set():
+            with self._lock:
+                stuck = self.in_body and time.monotonic() > self.deadline + self.grace
+            if stuck:
+                self._hard_stop(Failed(name="TimedOut", message=_timeout_message(self.job)))
             return
         self._timed_out.set()
         with self._lock:
@@ -265,9 +280,41 @@ class JobRun:
                     ctypes.c_ulong(self._main_ident), ctypes.py_object(JobTimedOut)
                 )
 
+    def _hard_stop(self, final: State) -> None:
+        """The job's thread ignored a stop request or its timeout for a grace period (stuck in
+        C code, say): end the run from here — ``final`` state, outputs discarded, the processes
+        it started and then this process killed — so the node's slot is freed and nothing
+        reports a second final state."""
+        log.error("job ignored %s for %.0f s; killing it", final.name, self.grace)
+        self.discard_outputs()
+        try:
+            current = self._client.read_flow_run(self.flow_run_id).state
+            if current is None or not current.is_final():
+                self._client.set_flow_run_state(self.flow_run_id, final, force=True)
+        except Exception as exc:  # noqa: BLE001 - the reaper marks it crashed if this fails
+            log.error("could not report the stop: %s", exc)
+        try:
+            children = psutil.Process().children(recursive=True)
+        except psutil.Error:
+            children = []
+        for child in children:
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+        os._exit(1)
+
     # -- outputs -------------------------------------------------------------------------------
+    def _write(self, name: str, write: Callable[[], None]) -> None:
+        try:
+            write()
+        except OSError as exc:
+            raise JobStorageError(
+                f"Could not write the job's output {name}: {exc.strerror or exc}"
+            ) from exc
+
     def write_output(self, output: Output, data: bytes) -> None:
-        storage.write_bytes_atomic(self.out_dir / output.name, data)
+        self._write(
+            output.name, lambda: storage.write_bytes_atomic(self.out_dir / output.name, data)
+        )
         self.outputs = [o for o in self.outputs if o.name != output.name] + [output]
 
     def write_manifest(self, partial: bool = False) -> None:
@@ -318,7 +365,10 @@ class JobRun:
             },
             "details": self.details,
         }
-        storage.write_json_atomic(self.out_dir / storage.MANIFEST, manifest)
+        self._write(
+            storage.MANIFEST,
+            lambda: storage.write_json_atomic(self.out_dir / storage.MANIFEST, manifest),
+        )
         self._publish_outputs(outputs, partial)
 
     def _publish_outputs(self, outputs: list[dict[str, Any]], partial: bool) -> None:
@@ -389,11 +439,13 @@ def run_job(
             return Cancelled(message=run.stop_reason or "Cancelled by user")
         except JobTimedOut:
             run.discard_outputs()
-            minutes = (job.get("scheduling") or {}).get("timeoutMinutes")
             run.report.stage = "TimedOut"
-            return Failed(
-                name="TimedOut", message=f"Timed out after {minutes} minute(s) (timeoutMinutes)."
-            )
+            return Failed(name="TimedOut", message=_timeout_message(job))
+        except JobStorageError as exc:
+            run.discard_outputs()
+            run.error("StorageError", str(exc))
+            run.report.stage = "Failed"
+            return Failed(message=str(exc))
         except JobInputError as exc:
             run.discard_outputs()
             run.error("InputError", str(exc))

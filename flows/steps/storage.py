@@ -108,5 +108,5 @@ def write_json_atomic(path: Path, payload: Any) -> None:
 def read_json(path: Path) -> Any | None:
     try:
         return json.loads(path.read_text())
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # a file where a folder should be: absent
         return None

@@ -209,6 +209,20 @@ def test_retry_failed_job_with_changed_parameters(
     assert tenant_api.post(f"/execution/job/{new['jobId']}/retry", json={}).status_code == 409
 
 
+def test_a_job_is_retried_once_whatever_idempotency_key_comes_next(tenant_api: Api) -> None:
+    failed = tenant_api.submit(_wait_job(120, "retry once", scheduling={"timeoutMinutes": 0.05}))
+    assert tenant_api.wait(failed["jobId"])["status"] == "Failed"
+    url = f"/execution/job/{failed['jobId']}/retry"
+    first = tenant_api.post(url, json={}, headers={"Idempotency-Key": "retry-k1"})
+    assert first.status_code == 200, first.text
+    replay = tenant_api.post(url, json={}, headers={"Idempotency-Key": "retry-k1"})
+    assert replay.status_code == 200 and replay.json()["jobId"] == first.json()["jobId"]
+    for headers in ({"Idempotency-Key": "retry-k2"}, {}):
+        again = tenant_api.post(url, json={}, headers=headers)
+        assert again.status_code == 409, again.text
+        assert again.json()["retriedBy"] == first.json()["jobId"]
+
+
 def test_scheduled_job_waits_for_its_time(tenant_api: Api) -> None:
     at = datetime.now(UTC) + timedelta(seconds=8)
     job = tenant_api.submit(

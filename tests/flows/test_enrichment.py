@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from flows.steps.csv_safety import csv_safe
 from flows.steps.enrichment import (
     CALENDAR_COLUMNS,
     DERIVED_COLUMNS,
     WorkingCalendar,
-    csv_safe,
     enrich,
     repair_timestamps,
 )
