@@ -21,7 +21,7 @@ from prefect.states import State
 
 from flows.steps import storage
 from flows.steps.datasets import dataset_path
-from flows.steps.job_run import JobInputError, JobRun, Output, run_job
+from flows.steps.job_run import JobInputError, JobRun, JobTimedOut, Output, run_job
 
 STAGES = ["Waiting", "Preparing", "Running notebook", "Writing"]
 DEFAULT_NOTEBOOK = Path(__file__).parent / "notebooks" / "profile.ipynb"
@@ -41,7 +41,7 @@ def _source(run: JobRun) -> Path:
 
 
 def _work(run: JobRun) -> None:
-    from flows.steps.notebook_runner import NotebookFailed, run_notebook
+    from flows.steps.notebook_runner import NotebookFailed, NotebookTimedOut, run_notebook
 
     p = run.parameters
     with run.stage("Waiting"):
@@ -67,6 +67,10 @@ def _work(run: JobRun) -> None:
                 source, parameters, workdir, float(timeout) * 60 if timeout else None, on_cell
             )
         except NotebookFailed as exc:
+            # The notebook's own deadline and the job's are the same timeoutMinutes: whichever
+            # fires first (or a kernel killed by the job's timeout), the job timed out.
+            if isinstance(exc, NotebookTimedOut) or run.timed_out:
+                raise JobTimedOut() from exc
             raise JobInputError(f"Notebook {str(exc)}") from exc
         except ValueError as exc:
             raise JobInputError(f"Notebook cannot run: {exc}") from exc

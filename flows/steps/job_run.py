@@ -206,6 +206,11 @@ class JobRun:
         self.stage_seconds[name] = round(time.monotonic() - started, 3)
         self.checkpoint()
 
+    @property
+    def timed_out(self) -> bool:
+        """``timeoutMinutes`` has passed (the job is being or has been interrupted)."""
+        return self._timed_out.is_set()
+
     def checkpoint(self) -> None:
         """A stage boundary: stop here if the user asked to, or if time is up."""
         if self._timed_out.is_set():

@@ -232,7 +232,7 @@ def test_job_ignoring_its_timeout_is_killed_and_frees_its_slot(
     job_id, next_id = _stubborn_job(api, scheduling={"timeoutMinutes": 0.4})
     family = _its_processes(faults, api, job_id)
     final = finished(api, job_id, timeout=180)
-    assert final["status"] == "Failed" and final["state"] == "TimedOut", final
+    assert final["status"] == "Failed" and final["state"] == "TimedOut", final.get("error")
     assert finished(api, next_id)["status"] == "Completed"
     for pid in family:
         poll(lambda pid=pid: alive(pid), lambda up: not up, 30)
