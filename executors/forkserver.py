@@ -20,7 +20,6 @@ import os
 import threading
 import time
 from multiprocessing.process import BaseProcess
-from uuid import UUID
 
 from executors import child
 
@@ -51,14 +50,14 @@ class ForkServer:
         log.info("fork server %s ready in %.1f s", self.pid, time.monotonic() - started)
 
     def spawn(
-        self, flow_run_id: UUID, env: dict[str, str], cwd: str | None, settings_changed: bool
+        self, env: dict[str, str], cwd: str | None, settings_changed: bool, handoff: child.Handoff
     ) -> BaseProcess:
         """Fork a child that runs this flow run; returns once it has a pid (milliseconds)."""
         self._ensure_running()
         process = self._ctx.Process(
             target=child.run_flow_run,
-            args=(str(flow_run_id), env, cwd, settings_changed),
-            name=f"pmjobs-run-{flow_run_id}",
+            args=(env, cwd, settings_changed, handoff),
+            name=f"pmjobs-run-{handoff.flow_run_id}",
         )
         process.start()
         return process

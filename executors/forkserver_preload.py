@@ -19,6 +19,9 @@ import encodings.idna  # noqa: F401
 import gc
 import os
 import signal
+import sys
+from pathlib import Path
+from types import ModuleType
 
 import anyio._backends._asyncio  # noqa: F401
 import pandas  # noqa: F401
@@ -39,6 +42,33 @@ from executors import child, prefect_tls  # noqa: F401
 from executors.forkserver import PARENT_ENV
 
 PR_SET_PDEATHSIG = 1
+FLOW_MODULES = (flows.analysis, flows.data_enrichment, flows.notebook, flows.process_mining)
+
+
+def _fingerprint(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_mtime_ns, stat.st_size
+
+
+# the flow files as they were when imported here: a child uses a preloaded flow only while its
+# file is unchanged (a deployment pointing at an edited file gets it loaded afresh)
+PRELOADED_FLOWS: dict[Path, tuple[ModuleType, tuple[int, int]]] = {
+    Path(m.__file__).resolve(): (m, _fingerprint(Path(m.__file__)))
+    for m in FLOW_MODULES
+    if m.__file__
+}
+
+
+def preloaded_module(path: Path) -> ModuleType | None:
+    """The preloaded flow module of this file, if the file has not changed since."""
+    try:
+        resolved = path.resolve()
+        entry = PRELOADED_FLOWS.get(resolved)
+        if entry is None or _fingerprint(resolved) != entry[1]:
+            return None
+    except OSError:
+        return None
+    return entry[0] if sys.modules.get(entry[0].__name__) is entry[0] else None
 
 
 def die_with_parent(expected_parent: int | None = None) -> None:

@@ -17,6 +17,7 @@ watches for Cancelling and drives the cancel sequence (control-channel intent, t
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import socket
@@ -32,14 +33,24 @@ from prefect.runner._process_manager import ProcessHandle
 from prefect.settings import get_current_settings
 from prefect.utilities.processutils import sanitize_subprocess_env
 
+from executors.child import Handoff
 from executors.forkserver import ForkServer
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
+    from prefect.client.schemas.responses import DeploymentResponse
     from prefect.runner._control_channel import ControlChannel
 
 KILL_GRACE_SECONDS = 10.0
 HOSTNAME = socket.gethostname()
+
+
+@functools.cache
+def settings_env() -> dict[str, str]:
+    """The node's Prefect settings as environment variables, as every run gets them. Prefect
+    recomputes this per run (~50 ms, twice); a node's settings do not change while it runs.
+    Callers must not modify the dict."""
+    return get_current_settings().to_environment_variables(exclude_unset=True)
 
 
 def infrastructure_pid(pid: int) -> str:
@@ -121,6 +132,7 @@ class ForkStarter:
         self,
         forkserver: ForkServer,
         *,
+        deployment: DeploymentResponse | None,
         env: dict[str, str | None],
         cwd: str | None,
         control_channel: ControlChannel | None,
@@ -128,6 +140,7 @@ class ForkStarter:
         untrack: Callable[[ForkedChild], None],
     ) -> None:
         self._forkserver = forkserver
+        self._deployment = deployment
         self._env = env
         self._cwd = cwd
         self._control_channel = control_channel
@@ -146,7 +159,7 @@ class ForkStarter:
                 control = {"PREFECT__CONTROL_PORT": str(port), "PREFECT__CONTROL_TOKEN": token}
             except RuntimeError:
                 pass  # no loopback listener: cancel falls back to the signal alone
-        settings = get_current_settings().to_environment_variables(exclude_unset=True)
+        settings = settings_env()
         env: dict[str, str | None] = {
             **os.environ,
             **self._env,
@@ -170,8 +183,12 @@ class ForkStarter:
         task_status: anyio.abc.TaskStatus[ProcessHandle] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         env, registered, settings_changed = self.child_env(flow_run)
+        handoff = Handoff(
+            flow_run=flow_run.model_dump_json(),
+            deployment=self._deployment.model_dump_json() if self._deployment else None,
+        )
         try:
-            process = self._forkserver.spawn(flow_run.id, env, self._cwd, settings_changed)
+            process = self._forkserver.spawn(env, self._cwd, settings_changed, handoff)
         except BaseException:
             if registered and self._control_channel is not None:
                 self._control_channel.unregister(flow_run.id)

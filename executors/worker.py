@@ -10,7 +10,13 @@ The stock ``ProcessWorker`` polled every second and started ``python -m prefect.
 - *how* a run starts: forked from the node's warm fork server (``executors.forkserver``), with
   ``infrastructure_pid`` "host:pid", stopped on cancel as ``executors.starter`` describes;
 - *slots*: a ``SlotLedger`` that knows who holds each slot and frees any slot whose run has no
-  process (``executors.slots``; Prefect issue #17415).
+  process (``executors.slots``; Prefect issue #17415);
+- *round trips before the fork*: the deployment and flow reads come from a short-lived cache
+  (``executors.read_cache``); the worker labels and the Submitting state are sent alongside the
+  fork instead of before it; the child gets the flow run and its deployment with the fork
+  (``executors.child``), so it does not read them again. Stock Prefect makes eight sequential
+  API calls between a run's Pending and Running states; this path makes two (the child's
+  flow-run update and its Running state) once the cache is warm.
 
 Its worker type is ``pmjobs-process``; it also serves pools of the stock type ``process`` (pools
 created by earlier pmjobs versions) the same way. Prefect internals used here and in
@@ -36,8 +42,9 @@ from prefect.workers.process import (
 )
 
 from executors.forkserver import ForkServer
+from executors.read_cache import ReadCache
 from executors.slots import SlotLedger
-from executors.starter import HOSTNAME, ForkedChild, ForkStarter, infrastructure_pid
+from executors.starter import HOSTNAME, ForkedChild, ForkStarter, infrastructure_pid, settings_env
 from executors.wakeup import watch_scheduled_runs
 
 if TYPE_CHECKING:
@@ -49,6 +56,15 @@ SERVED_POOL_TYPES = {WORKER_TYPE, "process"}
 MIN_CYCLE_GAP_SECONDS = 0.05  # between event-driven cycles: a burst of events is one look
 DUE_CHECK_DELAY_SECONDS = 1.0  # after a Scheduled event: is the run due later? (then a timer)
 MAX_TIMER_SECONDS = 3600.0  # further ahead, the fallback poll picks the run up
+
+
+class PmJobsJobConfiguration(ProcessJobConfiguration):
+    """Prefect's process job configuration, with the node's settings environment computed once
+    (``executors.starter.settings_env``) instead of for every run."""
+
+    @classmethod
+    def _base_environment(cls) -> dict[str, str]:
+        return dict(settings_env())
 
 
 class NoStateHooks:
@@ -65,6 +81,7 @@ class NoStateHooks:
 
 class PmJobsWorker(ProcessWorker):
     type = WORKER_TYPE
+    job_configuration = PmJobsJobConfiguration
     _display_name = "pmjobs process"
     _description = (
         "Runs pmjobs flow runs in processes forked from a pre-warmed fork server; picks runs "
@@ -93,6 +110,7 @@ class PmJobsWorker(ProcessWorker):
     # -- lifecycle -------------------------------------------------------------------------------
     async def setup(self) -> None:
         await super().setup()
+        ReadCache().install(self.client)
         if self._limit is not None:
             self._limiter = SlotLedger(self._limit)  # type: ignore[assignment]
         self._wake_event = asyncio.Event()
@@ -177,6 +195,25 @@ class PmJobsWorker(ProcessWorker):
             self.release_orphan_slots()
             return await super().get_and_submit_flow_runs()
 
+    # -- off the path to the fork -----------------------------------------------------------------
+    async def _give_worker_labels_to_flow_run(self, flow_run_id: UUID) -> None:
+        """Labels only attribute the run to this node: sent while the child starts."""
+        give = super()._give_worker_labels_to_flow_run
+        self._spawn(self._background("labels", flow_run_id, give))
+
+    async def _propose_submitting_state(self, flow_run: FlowRun) -> None:
+        """Submitting is informational (the run is already Pending, which is what stops a second
+        worker taking it); sent while the child starts. Should it arrive after the child's
+        Running, Prefect refuses the transition and nothing changes."""
+        propose = super()._propose_submitting_state
+        self._spawn(self._background("Submitting state", flow_run, propose))
+
+    async def _background(self, what: str, arg: Any, call: Any) -> None:
+        try:
+            await call(arg)
+        except Exception as exc:  # noqa: BLE001 - informational only
+            self._logger.debug("could not send the %s for %s: %s", what, arg, exc)
+
     # -- slots -----------------------------------------------------------------------------------
     def release_orphan_slots(self) -> list[Any]:
         """Free every slot held for a run that is neither being submitted nor running."""
@@ -231,6 +268,7 @@ class PmJobsWorker(ProcessWorker):
         execution: FlowRunExecutionResult | None = None
         starter = ForkStarter(
             self._forkserver,
+            deployment=configuration._related_objects.get("deployment"),  # noqa: SLF001
             env=configuration.env,
             cwd=str(configuration.working_dir) if configuration.working_dir else None,
             control_channel=ctx.control_channel,
