@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PYTHON ?= python3
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test test-sqlite lint format install graphviz browser clean bench bench-latency bench-load fuzz-nightly
+.PHONY: run test test-sqlite lint format install graphviz browser clean bench bench-latency bench-load bench-scorecard fuzz-nightly
 
 install: $(STAMP)
 
@@ -55,6 +55,11 @@ fuzz-nightly: install graphviz
 bench: install graphviz
 	$(PY) -m bench.compare $(BENCH_ARGS)
 	$(PY) -m bench.latency $(LATENCY_ARGS)
+	$(PY) -m bench.scorecard
+
+## The targets of issue 4 against the newest results in bench/out/ (no new measurement).
+bench-scorecard: install
+	$(PY) -m bench.scorecard
 
 bench-latency: install graphviz
 	$(PY) -m bench.latency $(BENCH_ARGS)

@@ -17,7 +17,7 @@ from api.auth.scopes import declare_in_openapi
 from api.auth.tokens import TokenStore
 from api.body_limit import BodyLimitMiddleware
 from api.datasets.routes import router as datasets_router
-from api.datasets.store import DatasetStore
+from api.datasets.store import DatasetStore, warm_up
 from api.jobs.estimates import Estimator
 from api.jobs.routes import router as jobs_router
 from api.jobs.service import JobService
@@ -41,6 +41,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await gateway.start()
     estimator = Estimator(gateway)
     datasets = DatasetStore(home)
+    warm_up()
     app.state.gateway = gateway
     app.state.tokens = TokenStore(home)
     app.state.ratelimiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)

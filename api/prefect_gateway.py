@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,7 +43,7 @@ from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelled, Scheduled, State
 
-from api.jobs.status import JobStatus, Priority, state_types
+from api.jobs.status import JobStatus, Priority, is_finished, job_status, state_types
 
 PIPELINE_TAG = "pmjobs"
 PROGRESS_ARTIFACT_TYPE = "progress"
@@ -139,6 +140,41 @@ class JobQuery:
     extra_tags: list[str] = field(default_factory=list)
 
 
+FINISHED_PROGRESS_KEPT = 10_000
+
+
+class FinishedProgress:
+    """Progress reports of finished jobs, kept in memory (least recently used out first).
+
+    A finished run's last report never changes, so polling a finished job costs one Prefect
+    read instead of two, and a list page reads progress only for unfinished jobs. An entry is
+    used only while the run is still finished: one re-run from Prefect's UI is read afresh."""
+
+    def __init__(self, size: int = FINISHED_PROGRESS_KEPT) -> None:
+        self._size = size
+        self._items: OrderedDict[uuid.UUID, ProgressRecord | None] = OrderedDict()
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._items
+
+    def get(self, job_id: uuid.UUID) -> ProgressRecord | None:
+        self._items.move_to_end(job_id)
+        return self._items[job_id]
+
+    def keep(self, records: Iterable[JobRecord], progress: dict[uuid.UUID, ProgressRecord]) -> None:
+        for record in records:
+            if is_finished(record.state_type):
+                self._items[record.id] = progress.get(record.id)
+                self._items.move_to_end(record.id)
+        while len(self._items) > self._size:
+            self._items.popitem(last=False)
+
+
+# the window of Prefect's run history that holds every job (runs are bucketed by expected start)
+HISTORY_START = datetime(1970, 1, 1, tzinfo=UTC)
+HISTORY_END = datetime(3000, 1, 1, tzinfo=UTC)
+
+
 @dataclass(frozen=True)
 class NodeRecord:
     name: str
@@ -170,6 +206,7 @@ class PrefectGateway:
         self._flow_names: dict[uuid.UUID, str] = {}
         self._flow_ids: dict[str, uuid.UUID] = {}
         self._pipelines: dict[str | None, tuple[float, list[PipelineRecord]]] = {}
+        self.finished_progress = FinishedProgress()
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -347,6 +384,29 @@ class PrefectGateway:
             flow_run_filter=self._run_filter(q), flow_filter=self._flow_filter(q)
         )
 
+    async def count_by_status(self, q: JobQuery) -> dict[JobStatus, int]:
+        """Jobs per status under ``q`` in one call, not one count per status: Prefect's run
+        history with a single interval spanning every expected start time, grouped by state."""
+        start = max(q.date_from or HISTORY_START, HISTORY_START)
+        end = min(q.date_to or HISTORY_END, HISTORY_END)
+        counts = dict.fromkeys(JobStatus, 0)
+        if end <= start:
+            return counts
+        flow_filter = self._flow_filter(q)
+        body = {
+            "history_start": start.isoformat(),
+            "history_end": end.isoformat(),
+            # one interval; Prefect's end is exclusive, so reach a second past dateTo
+            "history_interval_seconds": (end - start).total_seconds() + 1,
+            "flows": flow_filter.model_dump(mode="json") if flow_filter else None,
+            "flow_runs": self._run_filter(q).model_dump(mode="json", exclude_unset=True),
+        }
+        response = await self.client.request("POST", "/flow_runs/history", json=body)
+        for interval in response.json():
+            for state in interval["states"]:
+                counts[job_status(state["state_type"])] += int(state["count_runs"])
+        return counts
+
     async def find_by_idempotency_key(self, key: str) -> JobRecord | None:
         runs = await self.client.read_flow_runs(
             flow_run_filter=FlowRunFilter(idempotency_key=FlowRunFilterIdempotencyKey(any_=[key])),
@@ -459,6 +519,17 @@ class PrefectGateway:
         return sorted(records, key=take_order(datetime.now(UTC)))
 
     # -- progress ----------------------------------------------------------------------------
+    async def progress_of(self, records: list[JobRecord]) -> dict[uuid.UUID, ProgressRecord]:
+        """The latest progress report of each job; finished jobs' from memory once read."""
+        kept = self.finished_progress
+        known = {r.id for r in records if r.id in kept and is_finished(r.state_type)}
+        found = await self.progress([r.id for r in records if r.id not in known])
+        kept.keep((r for r in records if r.id not in known), found)
+        for job_id in known:
+            if (report := kept.get(job_id)) is not None:
+                found[job_id] = report
+        return found
+
     async def progress(self, job_ids: list[uuid.UUID]) -> dict[uuid.UUID, ProgressRecord]:
         """The latest progress report of each job: one query for a whole page."""
         if not job_ids:

@@ -299,6 +299,13 @@ async def state_history_async(prefect_url: str, run_ids: Sequence[uuid.UUID | st
     }
 
 
+async def read_flow_run(prefect_url: str, run_id: uuid.UUID | str) -> Any:
+    from prefect.client.orchestration import PrefectClient
+
+    async with PrefectClient(prefect_url) as client:
+        return await client.read_flow_run(uuid.UUID(str(run_id)))
+
+
 def state_history(prefect_url: str, run_id: uuid.UUID | str) -> list[StateStamp]:
     return asyncio.run(state_history_async(prefect_url, [run_id]))[str(run_id)]
 

@@ -1,11 +1,14 @@
 """Latency of the job lifecycle and of the API against the raw Prefect calls it wraps.
 
 1. Dispatch and cancel, one job at a time (``--jobs`` each, default 20): an ``Analysis`` job
-   that only waits is submitted; submit → Running is the time between its Scheduled and
-   Running states in Prefect's state history (the worker's poll interval and the process
-   start are the bulk of it). Once it runs it is cancelled through the API, gracefully
-   (stops at the next stage boundary) and forced (the node kills the process); cancel →
-   Cancelled runs from the DELETE request (this machine's clock) to the Cancelled state.
+   that only waits is submitted to an idle node; submit → Running is the time between its
+   Scheduled and Running states in Prefect's state history. Once it runs it is cancelled
+   through the API, gracefully (stops at the next stage boundary) and forced (the node kills
+   the process); cancel → Cancelled runs from the DELETE request (this machine's clock) to the
+   Cancelled state. The next job is submitted once the cancelled job's process has exited
+   (its ``infrastructure_pid`` is gone) and ``SETTLE_SECONDS`` later: a node of capacity 1
+   cannot start a job while the previous one's process still holds its slot, and that wait
+   is not pick-up latency.
 2. ``--history`` jobs (default 20,000) are created directly as finished flow runs of the
    tenant (Prefect client, same tags and parameters the API gives a job), so listing and
    counting work on a realistic history.
@@ -31,6 +34,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -40,6 +44,7 @@ from bench import common
 WAIT_JOB = {"jobName": "latency", "jobType": "Analysis", "priority": "High"}
 HISTORY_STATES = (("COMPLETED", 0.7), ("FAILED", 0.15), ("CANCELLED", 0.15))
 PAGE_SIZE = 20
+SETTLE_SECONDS = 0.3  # after the process exits: the worker frees the slot
 
 
 @dataclass
@@ -101,6 +106,7 @@ def dispatch_and_cancel(
             if job["status"] != "Cancelled":
                 raise RuntimeError(f"job {job_id} ended {job['status']}, not Cancelled")
             cancels.append((mode, job_id, asked))
+            _wait_process_exit(stack, job_id)
             print(f"  {mode} cancel {i + 1}/{jobs}", file=sys.stderr, flush=True)
     histories = asyncio.run(
         common.state_history_async(stack.prefect_url, [job_id for _, job_id, _ in cancels])
@@ -120,6 +126,18 @@ def dispatch_and_cancel(
         "submitToRunning": submit_to_running,
         "cancelToCancelled": cancel_to_cancelled,
     }
+
+
+def _wait_process_exit(stack: common.Stack, job_id: str, timeout: float = 30) -> None:
+    """Until the run's process (``infrastructure_pid`` "host:pid", on this machine) is gone."""
+    import psutil
+
+    run = asyncio.run(common.read_flow_run(stack.prefect_url, job_id))
+    pid = (run.infrastructure_pid or "").rpartition(":")[2]
+    deadline = time.monotonic() + timeout
+    while pid.isdigit() and psutil.pid_exists(int(pid)) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(SETTLE_SECONDS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -378,10 +396,10 @@ def report(
             "",
             "Raw calls: GET job = read_flow_run; list page = read_flow_runs (same tag filter, "
             "page + 1) and count_flow_runs, concurrently; submit = "
-            "create_flow_run_from_deployment. The API's list also counts each status (5 more "
-            "counts) and reads the page's progress artifacts; its GET job reads the progress "
-            "artifact and, while queued, the queue position; its submit validates, resolves the "
-            "pipeline and answers with an estimate and queue position.",
+            "create_flow_run_from_deployment. The API's list also counts jobs per status (one "
+            "run-history call) and reads the page's progress artifacts; its GET job reads the "
+            "progress artifact and, while queued, the queue position; its submit validates, "
+            "resolves the pipeline and answers with an estimate and queue position.",
         ]
     return "\n".join(lines)
 
@@ -404,7 +422,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--skip-lifecycle", action="store_true", help="skip part 1")
     parser.add_argument("--skip-concurrency", action="store_true", help="skip parts 2 and 3")
-    parser.add_argument("--json", type=str, help="also write the raw numbers to this file")
+    parser.add_argument(
+        "--json",
+        type=str,
+        help="write the raw numbers here (default bench/out/latency-<time>.json, which "
+        "bench.scorecard reads)",
+    )
     common.add_stack_arguments(parser, nodes=1, capacity=2)
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.cancel_modes.split(",") if m.strip()]
@@ -412,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--cancel-modes takes graceful and/or forced")
 
     with common.running_stack(args) as stack:
+        database = stack.database_kind
         tenant = stack.new_tenant("latency")
         lifecycle: dict[str, Any] = {}
         concurrent: dict[str, dict[str, Sample]] = {}
@@ -441,20 +465,25 @@ def main(argv: list[str] | None = None) -> int:
             )
         text = report(stack, args, lifecycle, concurrent)
     print(text)
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(
-                {
-                    "machine": common.machine_info(),
-                    "lifecycle": lifecycle,
-                    "concurrent": {
-                        op: {side: vars(s) for side, s in sides.items()}
-                        for op, sides in concurrent.items()
-                    },
+    raw = args.json or common.OUT / f"latency-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}.json"
+    Path(raw).parent.mkdir(parents=True, exist_ok=True)
+    with open(raw, "w") as fh:
+        json.dump(
+            {
+                "machine": common.machine_info(),
+                "database": database,
+                "history": args.history,
+                "clients": args.clients,
+                "lifecycle": lifecycle,
+                "concurrent": {
+                    op: {side: vars(s) for side, s in sides.items()}
+                    for op, sides in concurrent.items()
                 },
-                fh,
-                default=str,
-            )
+            },
+            fh,
+            default=str,
+        )
+    print(f"\n(raw measurements: {raw})")
     return 0
 
 

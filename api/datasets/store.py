@@ -10,7 +10,9 @@ refused or interrupted upload leaves nothing in the project's folders.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -126,6 +128,20 @@ def _sweep_stale(staging_root: Path) -> None:
                 shutil.rmtree(folder, ignore_errors=True)
         except OSError:
             continue
+
+
+def warm_up() -> threading.Thread:
+    """Import the ingest code (pandas, pyarrow) in a background thread at start-up, so the
+    first upload after a restart does not wait ~0.5 s for it (an import under way is waited
+    for, not repeated, by an upload that arrives meanwhile)."""
+
+    def load() -> None:
+        with contextlib.suppress(Exception):  # the upload's own import reports any error
+            import flows.steps.eventlog  # noqa: F401
+
+    thread = threading.Thread(target=load, name="pmjobs-warm-ingest", daemon=True)
+    thread.start()
+    return thread
 
 
 def _ingest_blocking(

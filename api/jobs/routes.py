@@ -94,20 +94,18 @@ async def list_jobs(
         date_to=date_to,
     )
     # The summary counts every status under the other filters; the page honours `status` too.
-    counted = list(JobStatus)
-    records, total, *by_status = await asyncio.gather(
+    records, total, counts = await asyncio.gather(
         gateway.jobs(
             replace(base, statuses=[status] if status else []),
             limit=page_size + 1,
             offset=(page - 1) * page_size,
         ),
         gateway.count(base),
-        *(gateway.count(replace(base, statuses=[s])) for s in counted),
+        gateway.count_by_status(base),
     )
-    counts = dict(zip(counted, by_status, strict=True))
     has_next = len(records) > page_size
     records = records[:page_size]
-    progress = await gateway.progress([r.id for r in records])
+    progress = await gateway.progress_of(records)
     return JobPage(
         jobs=[summary_item(r, progress.get(r.id), settings.locale) for r in records],
         summary=JobsSummary(
@@ -170,7 +168,7 @@ async def _present(
 ) -> Job:
     """The job JSON: the run, its latest progress report and, while queued, its position."""
     if progress is None:
-        progress = await gateway.progress([record.id])
+        progress = await gateway.progress_of([record])
     view = job_view(record, progress.get(record.id), locale)
     if view.status is JobStatus.QUEUED:
         view.queue_position = await gateway.queued_ahead(record) + 1
@@ -187,14 +185,20 @@ async def get_job(
     settings: SettingsDep,
 ) -> Job:
     # The progress read runs alongside the run read (the hot polling path costs one round
-    # trip, not two); it is discarded unread when the run is not this caller's.
+    # trip, not two); it is discarded unread when the run is not this caller's. A finished
+    # job's progress is usually known already (``FinishedProgress``): no second read at all.
+    if job_id in gateway.finished_progress:
+        record = await scoped_job(gateway, principal, tenant_id, project_id, job_id)
+        return await _present(gateway, record, settings.locale)
     progress = asyncio.create_task(gateway.progress([job_id]))
     try:
         record = await scoped_job(gateway, principal, tenant_id, project_id, job_id)
     except BaseException:
         progress.cancel()
         raise
-    return await _present(gateway, record, settings.locale, await progress)
+    found = await progress
+    gateway.finished_progress.keep([record], found)
+    return await _present(gateway, record, settings.locale, found)
 
 
 async def _cancel_body(request: Request) -> CancelRequest:

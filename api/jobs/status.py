@@ -96,3 +96,8 @@ def state_types(status: JobStatus) -> list[str]:
 
 
 TERMINAL = {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
+
+
+def is_finished(state_type: str | None) -> bool:
+    """The run has ended (its progress report and outputs no longer change)."""
+    return job_status(state_type) in TERMINAL

@@ -22,10 +22,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pm4py
 from pm4py.util.pandas_utils import get_total_seconds
 
-from flows.steps import mining
+from flows.steps import mining, mining_engine
 from flows.steps.eventlog import XES_ACTIVITY, XES_CASE, XES_RESOURCE, XES_TIMESTAMP
 
 CASE, ACTIVITY, TIMESTAMP, RESOURCE = XES_CASE, XES_ACTIVITY, XES_TIMESTAMP, XES_RESOURCE
@@ -62,7 +61,7 @@ def performance(df: pd.DataFrame, metrics: Sequence[str] = ()) -> dict[str, Any]
         raise ValueError(f"unknown performance metric(s) {unknown}; known: {PERFORMANCE_METRICS}")
     wanted = set(metrics) or set(PERFORMANCE_METRICS)
     frame = mining.prepare(df)
-    durations = [float(d) for d in pm4py.get_all_case_durations(_view(frame))]
+    durations = [float(d) for d in mining_engine.current().get_all_case_durations(_view(frame))]
     result: dict[str, Any] = {
         "bottlenecks": _bottlenecks(frame),
         "durationHistogram": _histogram(durations),
@@ -71,7 +70,7 @@ def performance(df: pd.DataFrame, metrics: Sequence[str] = ()) -> dict[str, Any]
     if "cycle_time" in wanted:
         result["cycleTime"] = _cycle_time(frame)
     if "resource_utilization" in wanted:
-        events = _resource_events(df)
+        events = _resource_events(df, ordered=False)  # counts per resource: order is moot
         if events is not None:
             result["resourceUtilization"] = _utilization(events)
     return result
@@ -79,8 +78,9 @@ def performance(df: pd.DataFrame, metrics: Sequence[str] = ()) -> dict[str, Any]
 
 def _bottlenecks(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Top DFG edges by pm4py's mean waiting time (time between the two consecutive events)."""
-    frequency, _, _ = pm4py.discover_dfg(_view(frame))
-    perf, _, _ = pm4py.discover_performance_dfg(_view(frame), perf_aggregation_key="all")
+    engine = mining_engine.current()
+    frequency, _, _ = engine.discover_dfg(_view(frame))
+    perf = engine.discover_performance_dfg_stats(_view(frame))
     edges = [
         {
             "source": str(source),
@@ -778,15 +778,18 @@ def _since_previous(frame: pd.DataFrame) -> pd.Series:
     return get_total_seconds(ts - ts.shift()).where(same)
 
 
-def _resource_events(df: pd.DataFrame) -> pd.DataFrame | None:
-    """Events with a resource, in pm4py's order within each case; None if there are none."""
+def _resource_events(df: pd.DataFrame, ordered: bool = True) -> pd.DataFrame | None:
+    """Events with a resource (in pm4py's order within each case if ``ordered``); None if
+    there are none."""
     if RESOURCE not in df.columns:
         return None
     frame = df[[CASE, ACTIVITY, TIMESTAMP, RESOURCE]]
     frame = frame[frame.notna().all(axis=1).to_numpy()]
     if frame.empty:
         return None
-    return frame.sort_values([CASE, TIMESTAMP], kind="stable").reset_index(drop=True)
+    if ordered:
+        frame = frame.sort_values([CASE, TIMESTAMP], kind="stable")
+    return frame.reset_index(drop=True)
 
 
 def _plural(n: int, one: str, many: str) -> str:

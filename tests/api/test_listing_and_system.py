@@ -284,6 +284,34 @@ def test_summary_counts_match_the_jobs(world: World) -> None:
     assert world.carol.get("/execution/jobs").json()["summary"] == summary
 
 
+def test_filtered_summary_counts_what_the_filters_list(world: World) -> None:
+    """The summary's per-status counts (one run-history call) honour the other filters: each
+    equals the number of listed jobs of that status under the same filters."""
+    later = world.api.job(world.id("later"))["scheduling"]["scheduledTime"]
+    cases = [
+        {"jobType": "Analysis"},
+        {"dateTo": later},  # inclusive: 'later' is counted
+        {"dateFrom": later},
+        {"dateFrom": "1900-01-01T00:00:00Z", "dateTo": "9999-12-31T23:59:59Z"},
+        {"dateFrom": "2001-01-01T00:00:00Z", "dateTo": "2001-01-02T00:00:00Z"},  # nothing
+    ]
+    for params in cases:
+        body = world.api.get("/execution/jobs", params={**params, "pageSize": 100}).json()
+        statuses = [j["status"] for j in body["jobs"]]
+        summary = body["summary"]
+        assert summary["totalJobs"] == len(statuses), params
+        for key, status in (
+            ("runningJobs", "Running"),
+            ("queuedJobs", "Queued"),
+            ("completedJobs", "Completed"),
+            ("failedJobs", "Failed"),
+            ("cancelledJobs", "Cancelled"),
+        ):
+            assert summary[key] == statuses.count(status), (params, key, summary)
+    window = world.api.get("/execution/jobs", params={"dateFrom": later}).json()["summary"]
+    assert window["queuedJobs"] == window["totalJobs"] == 1  # only 'later'
+
+
 def test_list_items_carry_every_documented_field(world: World) -> None:
     body = world.api.get("/execution/jobs", params={"pageSize": 100}).json()
     assert {"jobs", "summary", "page", "pageSize", "hasNextPage"} <= set(body)

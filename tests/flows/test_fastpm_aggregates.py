@@ -70,6 +70,15 @@ CALLS = {
         lambda f: pm4py.discover_performance_dfg(f, perf_aggregation_key="mean")[0],
         aggregates.discover_performance_dfg_mean,
     ),
+    "performance_dfg_stats": (
+        lambda f: {
+            edge: {k: stats[k] for k in aggregates.PERFORMANCE_STATS}
+            for edge, stats in pm4py.discover_performance_dfg(f, perf_aggregation_key="all")[
+                0
+            ].items()
+        },
+        aggregates.discover_performance_dfg_stats,
+    ),
     "variants": (pm4py.get_variants, aggregates.get_variants),
     "durations": (pm4py.get_all_case_durations, aggregates.get_all_case_durations),
     "activities": (

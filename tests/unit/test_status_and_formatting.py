@@ -6,8 +6,6 @@ CONTRACT.md and the original specification document.
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -33,8 +31,8 @@ from api import formatting
 from api.jobs import estimates
 from api.jobs.estimates import DurationEstimate, estimate_from_history
 from api.jobs.status import TERMINAL, JobStatus, Priority, job_status, state_types
-from api.prefect_gateway import JobRecord
 from flows.steps.progress_report import ProgressReport
+from tests.unit.records import job_record
 
 # -- status -----------------------------------------------------------------------------------
 
@@ -179,25 +177,11 @@ def _record(total_run_time: float, events: int | None = None, job_type: str = "A
     job: dict[str, Any] = {"tenantId": "t", "projectId": "p"}
     if events is not None:
         job["dataset"] = {"events": events}
-    now = datetime.now(UTC)
-    return JobRecord(
-        id=uuid.uuid4(),
+    return job_record(
         name="history",
         job_type=job_type,
-        state_type="COMPLETED",
-        state_name="Completed",
-        state_message=None,
-        queue="normal",
-        tags=("pmjobs",),
         parameters={"parameters": {}, "job": job},
-        deployment_id=None,
-        created=now,
-        updated=now,
-        expected_start=now,
-        start_time=now,
-        end_time=now,
         total_run_time=total_run_time,
-        idempotency_key=None,
     )
 
 

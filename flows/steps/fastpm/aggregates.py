@@ -92,25 +92,48 @@ def discover_dfg(
     return dfg, start, end
 
 
-def discover_performance_dfg_mean(frame: pd.DataFrame) -> dict[tuple[str, str], float]:
-    """``pm4py.discover_performance_dfg(frame, perf_aggregation_key="mean")[0]``.
-
-    The mean is pandas' own groupby mean (compensated summation), fed the edge durations in
-    the row order pm4py's stable sort by case id produces, so every bit matches.
-    """
+def _edge_seconds(frame: pd.DataFrame) -> tuple[list[str], int, np.ndarray, np.ndarray]:
+    """Every directly-follows pair as (activity names, n, pair code, seconds), the pairs in the
+    row order pm4py's stable sort by case id gives them: case id (string order), then position
+    in the frame."""
     codes = _Codes(frame)
     n_act = len(codes.act_names)
     ts = _timestamps_ns(frame)
     within = codes.same_case
     pairs = codes.act[:-1][within] * n_act + codes.act[1:][within]
     seconds = _total_seconds(ts[1:][within] - ts[:-1][within])
-    # pm4py's order: case id (string order), then position in the frame (stable sort).
     order = np.argsort(codes.case[:-1][within], kind="stable")
-    grouped = pd.Series(seconds[order]).groupby(pairs[order], sort=True).mean()
-    names = codes.act_names
+    return codes.act_names, n_act, pairs[order], seconds[order]
+
+
+def discover_performance_dfg_mean(frame: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """``pm4py.discover_performance_dfg(frame, perf_aggregation_key="mean")[0]``.
+
+    The mean is pandas' own groupby mean (compensated summation), fed the edge durations in
+    the row order pm4py's stable sort by case id produces, so every bit matches.
+    """
+    names, n_act, pairs, seconds = _edge_seconds(frame)
+    grouped = pd.Series(seconds).groupby(pairs, sort=True).mean()
     return {
         (names[k // n_act], names[k % n_act]): v
         for k, v in zip(grouped.index.tolist(), grouped.tolist(), strict=True)
+    }
+
+
+PERFORMANCE_STATS = ("mean", "median", "max")
+
+
+def discover_performance_dfg_stats(
+    frame: pd.DataFrame,
+) -> dict[tuple[str, str], dict[str, float]]:
+    """Mean, median and max of ``pm4py.discover_performance_dfg(frame,
+    perf_aggregation_key="all")[0]`` (pandas' own groupby aggregations, same rows, same order)."""
+    names, n_act, pairs, seconds = _edge_seconds(frame)
+    stats = pd.Series(seconds).groupby(pairs, sort=True).agg(list(PERFORMANCE_STATS))
+    columns = [list(stats[name].to_numpy()) for name in PERFORMANCE_STATS]  # np.float64, as pm4py
+    return {
+        (names[k // n_act], names[k % n_act]): dict(zip(PERFORMANCE_STATS, row, strict=True))
+        for k, *row in zip(stats.index.tolist(), *columns, strict=True)
     }
 
 
