@@ -41,7 +41,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort
 from prefect.exceptions import ObjectNotFound
-from prefect.states import Cancelled, Scheduled, State
+from prefect.states import Scheduled, State
 
 from api.jobs.status import JobStatus, Priority, is_finished, job_status, state_types
 
@@ -557,18 +557,16 @@ class PrefectGateway:
         return found
 
     # -- state changes -----------------------------------------------------------------------
-    async def cancel_now(self, job_id: uuid.UUID, reason: str) -> str:
-        """Queued run -> Cancelled at once. Returns the resulting state type."""
-        result = await self.client.set_flow_run_state(job_id, Cancelled(message=reason), force=True)
-        return result.state.type.value if result.state else "CANCELLED"
-
-    async def terminate(self, job_id: uuid.UUID, reason: str) -> None:
-        """Running run -> Cancelling: the worker kills its process and marks it Cancelled.
-        Not forced: Prefect then refuses the change once the run has ended, so a late cancel
-        (e.g. one of many concurrent ones) cannot reopen a finished run."""
-        await self.client.set_flow_run_state(
+    async def terminate(self, job_id: uuid.UUID, reason: str) -> str:
+        """Run -> Cancelling; returns the resulting state type. Not forced, so Prefect decides:
+        a run still Scheduled (no process yet) becomes Cancelled at once; a run a node has
+        taken (Pending or Running) becomes Cancelling, its node stops the process and marks it
+        Cancelled, and meanwhile Prefect refuses the process's own Running; a run that has
+        ended keeps its state, so a late cancel cannot reopen it."""
+        result = await self.client.set_flow_run_state(
             job_id, State(type=StateType.CANCELLING, name="Cancelling", message=reason)
         )
+        return result.state.type.value if result.state else "CANCELLING"
 
     async def add_tags(
         self, job_id: uuid.UUID, new_tags: list[str], remove: Iterable[str] = ()

@@ -280,9 +280,12 @@ class JobService:
             )
         reason = request.reason or "Cancelled by user"
         if status is JobStatus.QUEUED:
+            # Never a forced Cancelled: a node may have taken the run (Pending) and be starting
+            # its process, which would then report Running after it. Prefect cancels a run
+            # that is still Scheduled at once; a taken one goes through Cancelling.
             await self.gateway.add_tags(record.id, [tag("cancel-reason", reason[:200])])
-            await self.gateway.cancel_now(record.id, reason)
-            return await self._reload(record.id), False
+            state = await self.gateway.terminate(record.id, reason)
+            return await self._reload(record.id), state != "CANCELLED"
         tags = [tag("cancel-reason", reason[:200])]
         if request.preserve_partial_results:
             tags.append(tag("cancel-preserve", "true"))

@@ -102,8 +102,10 @@ def test_cancel_storm_on_a_running_job(faults: FaultStack, api: Api) -> None:
     faults.assert_one_final_state(job_id)
 
 
-@pytest.mark.parametrize("delay", [0.0, 1.0, 2.5, 4.0])
+@pytest.mark.parametrize("delay", [0.0, 0.1, 0.2, 0.35, 1.0, 2.5, 4.0])
 def test_cancel_during_start_up(faults: FaultStack, api: Api, delay: float) -> None:
+    """A cancel while the node takes the run (Pending) or starts its process must end the run
+    Cancelled for good: the starting process must not report Running after it."""
     job_id = api.submit(wait_job(60, f"cancel after {delay}s"))["jobId"]
     time.sleep(delay)
     r = api.delete(f"/execution/job/{job_id}", json={"forceTermination": delay >= 2.5})
