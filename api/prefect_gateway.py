@@ -43,7 +43,7 @@ from prefect.client.schemas.sorting import ArtifactSort, FlowRunSort
 from prefect.exceptions import ObjectNotFound
 from prefect.states import Scheduled, State
 
-from api.jobs.status import JobStatus, Priority, is_finished, job_status, state_types
+from api.jobs.status import JobStatus, Priority, is_finished, state_types
 
 PIPELINE_TAG = "pmjobs"
 PROGRESS_ARTIFACT_TYPE = "progress"
@@ -168,11 +168,6 @@ class FinishedProgress:
                 self._items.move_to_end(record.id)
         while len(self._items) > self._size:
             self._items.popitem(last=False)
-
-
-# the window of Prefect's run history that holds every job (runs are bucketed by expected start)
-HISTORY_START = datetime(1970, 1, 1, tzinfo=UTC)
-HISTORY_END = datetime(3000, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -383,29 +378,6 @@ class PrefectGateway:
         return await self.client.count_flow_runs(
             flow_run_filter=self._run_filter(q), flow_filter=self._flow_filter(q)
         )
-
-    async def count_by_status(self, q: JobQuery) -> dict[JobStatus, int]:
-        """Jobs per status under ``q`` in one call, not one count per status: Prefect's run
-        history with a single interval spanning every expected start time, grouped by state."""
-        start = max(q.date_from or HISTORY_START, HISTORY_START)
-        end = min(q.date_to or HISTORY_END, HISTORY_END)
-        counts = dict.fromkeys(JobStatus, 0)
-        if end <= start:
-            return counts
-        flow_filter = self._flow_filter(q)
-        body = {
-            "history_start": start.isoformat(),
-            "history_end": end.isoformat(),
-            # one interval; Prefect's end is exclusive, so reach a second past dateTo
-            "history_interval_seconds": (end - start).total_seconds() + 1,
-            "flows": flow_filter.model_dump(mode="json") if flow_filter else None,
-            "flow_runs": self._run_filter(q).model_dump(mode="json", exclude_unset=True),
-        }
-        response = await self.client.request("POST", "/flow_runs/history", json=body)
-        for interval in response.json():
-            for state in interval["states"]:
-                counts[job_status(state["state_type"])] += int(state["count_runs"])
-        return counts
 
     async def find_by_idempotency_key(self, key: str) -> JobRecord | None:
         runs = await self.client.read_flow_runs(

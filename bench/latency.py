@@ -396,10 +396,11 @@ def report(
             "",
             "Raw calls: GET job = read_flow_run; list page = read_flow_runs (same tag filter, "
             "page + 1) and count_flow_runs, concurrently; submit = "
-            "create_flow_run_from_deployment. The API's list also counts jobs per status (one "
-            "run-history call) and reads the page's progress artifacts; its GET job reads the "
-            "progress artifact and, while queued, the queue position; its submit validates, "
-            "resolves the pipeline and answers with an estimate and queue position.",
+            "create_flow_run_from_deployment. The API's list also counts each status (5 more "
+            "counts) and reads the progress artifacts of the page's unfinished jobs; its GET "
+            "job reads the progress artifact unless the job is finished and its report known, "
+            "and, while queued, the queue position; its submit validates, resolves the "
+            "pipeline and answers with an estimate and queue position.",
         ]
     return "\n".join(lines)
 

@@ -94,15 +94,17 @@ async def list_jobs(
         date_to=date_to,
     )
     # The summary counts every status under the other filters; the page honours `status` too.
-    records, total, counts = await asyncio.gather(
+    counted = list(JobStatus)
+    records, total, *by_status = await asyncio.gather(
         gateway.jobs(
             replace(base, statuses=[status] if status else []),
             limit=page_size + 1,
             offset=(page - 1) * page_size,
         ),
         gateway.count(base),
-        gateway.count_by_status(base),
+        *(gateway.count(replace(base, statuses=[s])) for s in counted),
     )
+    counts = dict(zip(counted, by_status, strict=True))
     has_next = len(records) > page_size
     records = records[:page_size]
     progress = await gateway.progress_of(records)
